@@ -1,0 +1,41 @@
+"""The one exception tree of facestream.
+
+::
+
+    StreamError                 anything facestream reports to the user as one line
+    ├── InputError              a video, photo or argument the user gave is unusable
+    │   └── DecodeError         the file is not a video, or no frame of it decodes
+    ├── OutputError             the output directory cannot be written
+    └── ModelError              model weights are missing, corrupt or cannot be fetched
+
+Every message is a sentence that says what is wrong and what to do; the CLI prints it on one
+line and exits non-zero (tracebacks only with ``--debug``).
+"""
+
+
+class StreamError(Exception):
+    """Base of every error facestream reports to its user."""
+
+    exit_code = 1
+
+
+class InputError(StreamError):
+    """An input given by the user (file, URL, argument) cannot be used."""
+
+    exit_code = 2
+
+
+class DecodeError(InputError):
+    """The input is not a video, or none of it can be decoded."""
+
+
+class OutputError(StreamError):
+    """The output location cannot be written."""
+
+    exit_code = 3
+
+
+class ModelError(StreamError):
+    """Model weights are missing, do not match their checksum, or cannot be fetched."""
+
+    exit_code = 4

@@ -1,0 +1,1 @@
+"""Identity: short-term tracks, the gallery of known people, and the open-set decision."""

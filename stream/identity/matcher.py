@@ -1,0 +1,165 @@
+"""The open-set decision: is a track someone known, someone new, or not yet sure?
+
+A track is compared with the gallery through its good faces: each face's nearest exemplars are
+grouped by identity, and an identity's distance to the track is the median, over the track's
+faces, of its nearest exemplar (so one odd frame cannot decide). A known identity needs that
+distance under the embedder's threshold, the most nearest-neighbour votes, and a margin over the
+second-best identity. A new identity needs enough good faces and a distance clearly over the
+threshold; anything between waits for more evidence, until the track has waited long enough or
+ends, when the midpoint of the uncertain band decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from stream.identity.gallery import Gallery
+from stream.identity.track import Observation, Track, Tracker
+from stream.types import FloatArray
+
+
+class Verdict(Enum):
+    KNOWN = "known"
+    NEW = "new"
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    identity: int | None  # for KNOWN
+    distance: float  # the track's distance to the best identity (inf when the gallery is empty)
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """Thresholds of the open-set decision, in Euclidean distance between unit embeddings."""
+
+    threshold: float  # below: the same person
+    uncertain_band: float = 0.06  # threshold .. threshold + band: not sure yet, wait
+    margin: float = 0.03  # best identity must beat the second-best by this much
+    neighbours: int = 16
+    min_evidence: int = 3  # good faces needed before a new identity is created
+    patience: int = 12  # good faces after which an uncertain track is decided anyway
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 2:
+            raise ValueError(f"threshold must be in (0, 2), got {self.threshold}")
+        if self.min_evidence < 1 or self.patience < self.min_evidence:
+            raise ValueError("min_evidence must be >= 1 and patience >= min_evidence, got "
+                             f"{self.min_evidence} and {self.patience}")
+
+
+def identity_distances(gallery: Gallery, queries: FloatArray, k: int) -> tuple[
+        dict[int, float], dict[int, int]]:
+    """Each candidate identity's median nearest-exemplar distance over ``queries``, and how many
+    queries have it as their nearest neighbour (votes)."""
+    found = gallery.search(queries, k)
+    per_query: list[dict[int, float]] = []
+    votes: dict[int, int] = {}
+    for distances, identities in zip(found.distances, found.identities, strict=True):
+        nearest: dict[int, float] = {}
+        for distance, identity in zip(distances, identities, strict=True):
+            if identity >= 0 and int(identity) not in nearest:
+                nearest[int(identity)] = float(distance)
+        if len(identities) and identities[0] >= 0:
+            votes[int(identities[0])] = votes.get(int(identities[0]), 0) + 1
+        per_query.append(nearest)
+    candidates = {identity for nearest in per_query for identity in nearest}
+    # An identity outside a query's k nearest is "far" for it: 2.0, the largest distance.
+    medians = {identity: float(np.median([nearest.get(identity, 2.0) for nearest in per_query]))
+               for identity in candidates}
+    return medians, votes
+
+
+def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bool,
+           exclude: set[int]) -> Decision:
+    """The decision for a track not yet assigned. ``final``: the track has ended, decide now.
+    ``exclude``: identities on screen at the same time as this track (they cannot be it)."""
+    good = track.good_embeddings()
+    queries = good if len(good) else np.stack([obs.embedding for obs in track.observations])
+    medians, votes = identity_distances(gallery, queries, settings.neighbours)
+    ranked = sorted((d, i) for i, d in medians.items() if i not in exclude)
+    best_distance, best = ranked[0] if ranked else (float("inf"), None)
+    second = ranked[1][0] if len(ranked) > 1 else float("inf")
+    most_votes = max((v for i, v in votes.items() if i not in exclude), default=0)
+    clear_winner = (second - best_distance >= settings.margin
+                    and best is not None and votes.get(best, 0) >= most_votes)
+    if best is not None and best_distance < settings.threshold and clear_winner:
+        return Decision(Verdict.KNOWN, best, best_distance)
+    enough = len(good) >= settings.min_evidence
+    if enough and best_distance >= settings.threshold + settings.uncertain_band:
+        return Decision(Verdict.NEW, None, best_distance)
+    if final or len(good) >= settings.patience:
+        midpoint = settings.threshold + settings.uncertain_band / 2
+        if best is not None and best_distance < midpoint:
+            return Decision(Verdict.KNOWN, best, best_distance)
+        if enough:
+            return Decision(Verdict.NEW, None, best_distance)
+    return Decision(Verdict.WAIT, None, best_distance)
+
+
+class Identifier:
+    """Tracks plus gallery: assigns identities to the faces of each sampled frame, online.
+
+    Feed frames in time order with :meth:`observe`; call :meth:`finish` at the end of input.
+    Both return the tracks whose identity was decided by that call, so a caller can label the
+    earlier faces of a track retroactively (file reports) or announce it (live events).
+    """
+
+    def __init__(self, gallery: Gallery, settings: MatchSettings, *,
+                 max_gap_s: float = 1.5) -> None:
+        self.gallery = gallery
+        self.settings = settings
+        self.tracker = Tracker(link_distance=settings.threshold * 1.25,
+                               strict_distance=settings.threshold, max_gap_s=max_gap_s)
+        self._open: list[Track] = []  # tracks seen recently (ended ones kept for exclusion)
+
+    def observe(self, t: float, observations: list[Observation]) -> tuple[list[Track],
+                                                                          list[Track]]:
+        """Add one sampled frame; returns each observation's track and the tracks decided now."""
+        tracks, ended = self.tracker.update(t, observations)
+        decided = []
+        for track in ended:
+            if track.identity is None and self._settle(track, final=True):
+                decided.append(track)
+        for track in dict.fromkeys(tracks):
+            if track.identity is None:
+                if self._settle(track, final=False):
+                    decided.append(track)
+            else:
+                new_good = [obs.embedding for obs in track.observations[-1:] if obs.good]
+                if new_good:
+                    self.gallery.add_exemplars(track.identity, np.stack(new_good))
+        self._open = [track for track in self._open if t - track.last.t <= 30.0]
+        self._open.extend(track for track in tracks if track not in self._open)
+        return tracks, decided
+
+    def finish(self) -> list[Track]:
+        """End all tracks and decide those still waiting; returns the tracks decided now."""
+        return [track for track in self.tracker.finish()
+                if track.identity is None and self._settle(track, final=True)]
+
+    def _settle(self, track: Track, *, final: bool) -> bool:
+        frames = track.frames
+        exclude = {other.identity for other in self._open
+                   if other is not track and other.identity is not None
+                   and not frames.isdisjoint(other.frames)}
+        decision = decide(self.gallery, track, self.settings, final=final, exclude=exclude)
+        if decision.verdict is Verdict.KNOWN:
+            assert decision.identity is not None
+            track.identity = decision.identity
+            good = track.good_embeddings()
+            if len(good):
+                self.gallery.add_exemplars(track.identity, good)
+            return True
+        if decision.verdict is Verdict.NEW:
+            track.identity = self.gallery.create(track.good_embeddings())
+            return True
+        return False
+
+
+__all__ = ["Decision", "Identifier", "MatchSettings", "Observation", "Verdict", "decide"]

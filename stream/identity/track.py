@@ -1,0 +1,132 @@
+"""Short-term tracks: detections on consecutive sampled frames linked by box overlap and embedding.
+
+A person is decided on a track (several faces), never on one frame. The tracker is pure: it takes
+observations with their time and returns which track each joined, and the tracks that ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.types import FloatArray
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One detected face on a sampled frame, embedded and graded."""
+
+    frame: int
+    t: float
+    box: FloatArray  # (4,) x1, y1, x2, y2
+    score: float
+    embedding: FloatArray  # (D,) unit vector
+    quality: float  # higher is better; used to pick thumbnails and exemplars
+    good: bool  # passed the quality gate: may create or confirm an identity
+
+
+@dataclass(eq=False)
+class Track:
+    """A run of observations believed to be one face."""
+
+    number: int
+    observations: list[Observation] = field(default_factory=list)
+    identity: int | None = None
+
+    @property
+    def last(self) -> Observation:
+        return self.observations[-1]
+
+    @property
+    def frames(self) -> set[int]:
+        return {obs.frame for obs in self.observations}
+
+    def good_embeddings(self) -> FloatArray:
+        """Embeddings of the observations that passed the quality gate, (M, D)."""
+        good = [obs.embedding for obs in self.observations if obs.good]
+        if not good:
+            return np.zeros((0, self.last.embedding.shape[0]), np.float32)
+        return np.stack(good)
+
+    def recent_embedding(self, count: int = 5) -> FloatArray:
+        """Unit mean of the last ``count`` embeddings: what the face looks like now."""
+        mean = np.mean([obs.embedding for obs in self.observations[-count:]], axis=0)
+        unit: FloatArray = (mean / max(float(np.linalg.norm(mean)), 1e-9)).astype(np.float32)
+        return unit
+
+
+def box_iou(a: FloatArray, b: FloatArray) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes."""
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class Tracker:
+    """Links observations into tracks.
+
+    An observation joins an active track when their boxes overlap (IoU >= ``min_iou``) and the
+    embeddings are within ``link_distance``, or, with little overlap but a nearby box, when the
+    embeddings are within ``strict_distance``. A track not seen for ``max_gap_s`` has ended.
+    """
+
+    def __init__(self, *, link_distance: float, strict_distance: float, max_gap_s: float = 1.5,
+                 min_iou: float = 0.2) -> None:
+        if max_gap_s <= 0:
+            raise ValueError(f"max_gap_s must be positive, got {max_gap_s}")
+        self.link_distance = link_distance
+        self.strict_distance = strict_distance
+        self.max_gap_s = max_gap_s
+        self.min_iou = min_iou
+        self.active: list[Track] = []
+        self._next_number = 1
+
+    def update(self, t: float, observations: list[Observation]) -> tuple[list[Track], list[Track]]:
+        """Add the observations of one sampled frame at time ``t``.
+
+        Returns the track of each observation (in order) and the tracks that ended before ``t``.
+        """
+        ended = [track for track in self.active if t - track.last.t > self.max_gap_s]
+        self.active = [track for track in self.active if t - track.last.t <= self.max_gap_s]
+        candidates: list[tuple[float, int, int]] = []
+        for o, obs in enumerate(observations):
+            for k, track in enumerate(self.active):
+                cost = self._link_cost(track, obs)
+                if cost is not None:
+                    candidates.append((cost, o, k))
+        assigned: dict[int, Track] = {}
+        taken: set[int] = set()
+        for _, o, k in sorted(candidates):
+            if o not in assigned and k not in taken:
+                assigned[o] = self.active[k]
+                taken.add(k)
+        result = []
+        for o, obs in enumerate(observations):
+            if o not in assigned:
+                assigned[o] = Track(self._next_number)
+                self._next_number += 1
+                self.active.append(assigned[o])
+            assigned[o].observations.append(obs)
+            result.append(assigned[o])
+        return result, ended
+
+    def finish(self) -> list[Track]:
+        """End every active track (end of input) and return them."""
+        ended, self.active = self.active, []
+        return ended
+
+    def _link_cost(self, track: Track, obs: Observation) -> float | None:
+        last = track.last
+        distance = float(np.linalg.norm(track.recent_embedding() - obs.embedding))
+        iou = box_iou(last.box, obs.box)
+        if iou >= self.min_iou and distance <= self.link_distance:
+            return distance - iou
+        size = max(last.box[2] - last.box[0], last.box[3] - last.box[1])
+        shift = float(np.hypot((obs.box[0] + obs.box[2] - last.box[0] - last.box[2]) / 2,
+                               (obs.box[1] + obs.box[3] - last.box[1] - last.box[3]) / 2))
+        if shift <= 2.0 * size and distance <= self.strict_distance:
+            return distance
+        return None

@@ -1,0 +1,137 @@
+"""Opening and decoding video files with PyAV, keeping only the frames to analyse."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from stream.errors import DecodeError, InputError
+from stream.types import Frame
+
+log = logging.getLogger(__name__)
+
+MAX_DECODE_ERRORS = 50  # after this many broken packets in a row the rest is not worth trying
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about the video before decoding."""
+
+    path: Path
+    fps: float
+    duration_s: float | None
+    width: int
+    height: int
+
+
+@dataclass
+class DecodeStats:
+    """Counts kept while decoding; ``problems`` lists what went wrong, for the report."""
+
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    last_t: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def probe(path: Path) -> VideoInfo:
+    """Open ``path`` and read its video stream's properties; clear errors for unusable input."""
+    if not path.exists():
+        raise InputError(f"{path} does not exist; give the path of a video file")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; give the path of a video file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DecodeError(f"{path} has no video stream; give a video file")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or 25
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            return VideoInfo(path, float(rate), duration, stream.codec_context.width,
+                             stream.codec_context.height)
+    except av.FFmpegError as error:
+        raise DecodeError(f"{path} is not a video PyAV can read ({error.strerror or error}); "
+                          "give a video file (mp4, mkv, avi, …)") from error
+
+
+def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
+                   ) -> Iterator[Frame]:
+    """Decode the video, yielding RGB frames at about ``sample_fps`` (all frames when ``None``
+    or when the video is slower). Broken packets are skipped and counted in ``stats``."""
+    interval = 0.0 if sample_fps is None else 1.0 / sample_fps
+    next_t = 0.0
+    errors_in_row = 0
+    with av.open(str(info.path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+                decoded = packet.decode()
+                errors_in_row = 0
+            except StopIteration:
+                break
+            except av.FFmpegError as error:
+                errors_in_row += 1
+                stats.problems.append(f"decode error after frame {stats.frames_decoded}: {error}")
+                if errors_in_row >= MAX_DECODE_ERRORS:
+                    stats.problems.append("gave up: too many decode errors in a row")
+                    break
+                continue
+            for frame in decoded:
+                index = stats.frames_decoded
+                stats.frames_decoded += 1
+                t = float(frame.time) if frame.time is not None else index / info.fps
+                stats.last_t = max(stats.last_t, t)
+                if t + 1e-6 < next_t:
+                    continue
+                next_t = max(next_t + interval, t + interval / 2)
+                stats.frames_sampled += 1
+                yield Frame(index, t, np.asarray(frame.to_ndarray(format="rgb24"), np.uint8))
+
+
+def prefetch(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
+    """Run ``frames`` in a decoder thread, ``depth`` frames ahead of the consumer.
+
+    The file pipeline analyses every sampled frame, so a full queue blocks the decoder (no drop).
+    """
+    handoff: queue.Queue[Frame | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        handoff.put(frame, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(None)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            handoff.put(error)
+
+    thread = threading.Thread(target=run, name="decoder", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -1,0 +1,1 @@
+"""Models: the registry of weights, the face detector and the face embedders."""
