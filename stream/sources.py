@@ -18,6 +18,7 @@ from stream.types import Frame
 log = logging.getLogger(__name__)
 
 MAX_DECODE_ERRORS = 50  # after this many broken packets in a row the rest is not worth trying
+MAX_FRAME_GAP = 4  # frame intervals between consecutive timestamps before frames count as lost
 
 
 @dataclass(frozen=True)
@@ -94,12 +95,20 @@ def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
                 index = stats.frames_decoded
                 stats.frames_decoded += 1
                 t = float(frame.time) if frame.time is not None else index / info.fps
+                if frame.is_corrupt:
+                    stats.problems.append(f"frame {index} at {t:.2f} s is corrupt")
+                if index and t - stats.last_t > MAX_FRAME_GAP * max(1 / info.fps, 0.04):
+                    stats.problems.append(f"frames missing between {stats.last_t:.2f} s and "
+                                          f"{t:.2f} s")
                 stats.last_t = max(stats.last_t, t)
                 if t + 1e-6 < next_t:
                     continue
                 next_t = max(next_t + interval, t + interval / 2)
                 stats.frames_sampled += 1
                 yield Frame(index, t, np.asarray(frame.to_ndarray(format="rgb24"), np.uint8))
+    if info.duration_s is not None and stats.last_t + 1.0 < info.duration_s:
+        stats.problems.append(f"the video stops at {stats.last_t:.2f} s but its header says "
+                              f"{info.duration_s:.2f} s: the file is truncated")
 
 
 def prefetch(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:

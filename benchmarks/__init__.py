@@ -1,0 +1,1 @@
+"""Benchmarks for facestream: synthetic ground-truth videos, scoring, accuracy and speed runs."""

@@ -1,0 +1,139 @@
+"""Tracks, gallery and the open-set decision on plain vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.identity.gallery import Gallery
+from stream.identity.matcher import Identifier, MatchSettings, Verdict, decide
+from stream.identity.track import Observation, Track, Tracker, box_iou
+
+DIM = 16
+RNG = np.random.default_rng(7)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+CENTRES = unit(RNG.normal(size=(4, DIM)))  # four well-separated people
+
+
+def near(person: int, spread: float = 0.05) -> np.ndarray:
+    """A face of ``person``: its centre plus a little noise."""
+    return unit(CENTRES[person] + RNG.normal(size=DIM) * spread / np.sqrt(DIM))
+
+
+def obs(frame: int, box: tuple[float, float, float, float], embedding: np.ndarray,
+        good: bool = True) -> Observation:
+    return Observation(frame, frame / 10, np.array(box, np.float32), 0.99, embedding, 1.0, good)
+
+
+def track_of(person: int, count: int, good: bool = True) -> Track:
+    return Track(1, [obs(i, (0, 0, 50, 50), near(person), good) for i in range(count)])
+
+
+def test_box_iou() -> None:
+    a = np.array([0, 0, 10, 10], np.float32)
+    assert box_iou(a, a) == pytest.approx(1.0)
+    assert box_iou(a, np.array([5, 0, 15, 10], np.float32)) == pytest.approx(1 / 3)
+    assert box_iou(a, np.array([20, 20, 30, 30], np.float32)) == 0.0
+
+
+def test_gallery_allocates_ids_per_instance_and_skips_near_duplicates() -> None:
+    first, second = Gallery(DIM, "test"), Gallery(DIM, "test")
+    one = first.create(np.stack([near(0), near(0, 0.001)]))
+    assert one == 1 and second.create(np.stack([near(1)])) == 1
+    assert first.exemplar_count(one) == 1  # the second vector was a near-duplicate
+    assert first.add_exemplars(one, np.stack([near(0, 0.6)])) == 1
+    assert Gallery.label(one) == "p1"
+    found = first.search(np.stack([near(0)]), 4)
+    assert list(found.identities[0][:2]) == [1, 1] and found.identities[0][2] == -1
+    assert np.isinf(found.distances[0][2])
+
+
+def test_gallery_refuses_vectors_of_another_size() -> None:
+    with pytest.raises(ValueError, match="dimension 16"):
+        Gallery(DIM, "test").create(np.zeros((1, 8), np.float32))
+
+
+def test_gallery_bounds_exemplars() -> None:
+    gallery = Gallery(DIM, "test", max_exemplars=3)
+    person = gallery.create(np.stack([near(0, 0.8) for _ in range(10)]))
+    assert gallery.exemplar_count(person) == 3
+
+
+SETTINGS = MatchSettings(threshold=0.5, min_evidence=3, patience=8)
+
+
+def test_decide_known_new_and_wait() -> None:
+    gallery = Gallery(DIM, "test")
+    gallery.create(np.stack([near(0) for _ in range(3)]))
+    known = decide(gallery, track_of(0, 3), SETTINGS, final=False, exclude=set())
+    assert known.verdict is Verdict.KNOWN and known.identity == 1
+    new = decide(gallery, track_of(1, 3), SETTINGS, final=False, exclude=set())
+    assert new.verdict is Verdict.NEW
+    early = decide(gallery, track_of(1, 2), SETTINGS, final=False, exclude=set())
+    assert early.verdict is Verdict.WAIT  # two faces are not enough for a new identity
+    blurry = decide(gallery, track_of(1, 5, good=False), SETTINGS, final=True, exclude=set())
+    assert blurry.verdict is Verdict.WAIT  # never creates from faces that failed the gate
+
+
+def test_decide_excludes_people_on_screen_at_the_same_time() -> None:
+    gallery = Gallery(DIM, "test")
+    gallery.create(np.stack([near(0)]))
+    decision = decide(gallery, track_of(0, 3), SETTINGS, final=False, exclude={1})
+    assert decision.verdict is Verdict.NEW
+
+
+def test_decide_waits_in_the_uncertain_band_then_settles() -> None:
+    gallery = Gallery(DIM, "test")
+    gallery.create(np.stack([CENTRES[0]]))
+    # faces at distance 0.525 from person 1: between threshold 0.5 and 0.5 + band 0.06
+    other = RNG.normal(size=DIM)
+    direction = unit(other - CENTRES[0] * (other @ CENTRES[0]))
+    angle = 2 * np.arcsin(0.525 / 2)
+    face = unit(CENTRES[0] * np.cos(angle) + direction * np.sin(angle))
+    track = Track(1, [obs(i, (0, 0, 50, 50), face) for i in range(3)])
+    assert decide(gallery, track, SETTINGS, final=False, exclude=set()).verdict is Verdict.WAIT
+    final = decide(gallery, track, SETTINGS, final=True, exclude=set())
+    assert final.verdict is Verdict.KNOWN and final.identity == 1  # 0.525 < midpoint 0.53
+
+
+def test_tracker_links_by_overlap_and_embedding() -> None:
+    tracker = Tracker(link_distance=0.6, strict_distance=0.5, max_gap_s=0.5)
+    first, _ = tracker.update(0.0, [obs(0, (0, 0, 50, 50), near(0)),
+                                    obs(0, (200, 0, 250, 50), near(1))])
+    moved, _ = tracker.update(0.1, [obs(1, (205, 2, 255, 52), near(1)),
+                                    obs(1, (4, 0, 54, 50), near(0))])
+    assert moved[0] is first[1] and moved[1] is first[0]
+    # same place, different person: a new track, not a switch
+    swapped, _ = tracker.update(0.2, [obs(2, (4, 0, 54, 50), near(2))])
+    assert swapped[0] is not first[0]
+    _, ended = tracker.update(1.0, [])
+    assert len(ended) == 3 and not tracker.active
+
+
+def test_identifier_keeps_one_id_across_an_absence_and_separates_people() -> None:
+    identifier = Identifier(Gallery(DIM, "test"), SETTINGS, max_gap_s=0.5)
+    labels: dict[int, set[int | None]] = {0: set(), 1: set()}
+    frame = 0
+    for _ in range(10):  # both on screen
+        tracks, _ = identifier.observe(frame / 10, [obs(frame, (0, 0, 50, 50), near(0)),
+                                                    obs(frame, (200, 0, 250, 50), near(1))])
+        frame += 1
+    for _ in range(20):  # person 0 leaves; comes back elsewhere after 2 s
+        identifier.observe(frame / 10, [])
+        frame += 1
+    back = []
+    for _ in range(5):
+        tracks, _ = identifier.observe(frame / 10, [obs(frame, (400, 100, 450, 150), near(0))])
+        back.extend(tracks)
+        frame += 1
+    identifier.finish()
+    first = {t.identity for t in identifier.tracker.active}
+    assert not first  # all ended
+    labels[0] = {t.identity for t in back}
+    assert labels[0] == {1}
+    assert len(identifier.gallery) == 2
