@@ -6,11 +6,12 @@ faces, of its nearest exemplar (so one odd frame cannot decide). A known identit
 distance under the embedder's threshold, the most nearest-neighbour votes, and a margin over the
 second-best identity. A new identity needs enough good faces and a distance clearly over the
 threshold; anything between waits for more evidence, until the track has waited long enough or
-ends, when the midpoint of the uncertain band decides.
+ends, when the threshold alone decides.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import Enum
 
@@ -19,6 +20,8 @@ import numpy as np
 from stream.identity.gallery import Gallery
 from stream.identity.track import Observation, Track, Tracker
 from stream.types import FloatArray
+
+log = logging.getLogger(__name__)
 
 
 class Verdict(Enum):
@@ -94,8 +97,9 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
     if enough and best_distance >= settings.threshold + settings.uncertain_band:
         return Decision(Verdict.NEW, None, best_distance)
     if final or len(good) >= settings.patience:
-        midpoint = settings.threshold + settings.uncertain_band / 2
-        if best is not None and best_distance < midpoint:
+        # Out of patience: only a match under the threshold is a known person. Wrongly merging
+        # two people corrupts an identity for good; a split is the lesser error.
+        if best is not None and best_distance < settings.threshold:
             return Decision(Verdict.KNOWN, best, best_distance)
         if enough:
             return Decision(Verdict.NEW, None, best_distance)
@@ -149,6 +153,11 @@ class Identifier:
                    if other is not track and other.identity is not None
                    and not frames.isdisjoint(other.frames)}
         decision = decide(self.gallery, track, self.settings, final=final, exclude=exclude)
+        if decision.verdict is not Verdict.WAIT or final:
+            log.debug("track %d at %.2f s (%d faces, %d good): %s %s, distance %.3f",
+                      track.number, track.observations[0].t, len(track.observations),
+                      sum(obs.good for obs in track.observations), decision.verdict.value,
+                      decision.identity, decision.distance)
         if decision.verdict is Verdict.KNOWN:
             assert decision.identity is not None
             track.identity = decision.identity

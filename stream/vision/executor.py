@@ -41,6 +41,21 @@ class FrameFaces:
     quality: FloatArray  # (N,) for ranking thumbnails and exemplars
 
 
+def brighten_dark_frames(images: torch.Tensor, *, dark: float = 120.0, target: float = 200.0,
+                         max_gain: float = 4.0) -> torch.Tensor:
+    """Scale each dark frame of ``images`` (B, 3, H, W, 0..255), one whose bright end (98th
+    percentile of a pixel sample) is under ``dark``, so that its bright end reaches ``target``:
+    MTCNN misses faces in dim scenes and the embedder drifts on them. Other frames are left
+    as they are (brightening a normal frame would wash out its brightest faces)."""
+    sample = images[:, :, ::8, ::8].mean(dim=1).flatten(1)
+    bright_end = torch.quantile(sample, 0.98, dim=1)
+    gain = (target / bright_end.clamp(min=1.0)).clamp(1.0, max_gain)
+    gain = torch.where(bright_end < dark, gain, torch.ones_like(gain))
+    if bool((gain <= 1.0).all()):
+        return images
+    return (images * gain.view(-1, 1, 1, 1)).clamp(0.0, 255.0)
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA when available, else the CPU."""
     if name == "auto":
@@ -71,7 +86,7 @@ class VisionWorker:
             return []
         with torch.inference_mode():
             images = torch.stack([torch.from_numpy(f.image) for f in frames]).to(self.device)
-            images = images.permute(0, 3, 1, 2).float()
+            images = brighten_dark_frames(images.permute(0, 3, 1, 2).float())
             found = self.detector.detect(images)
             chips = [self.embedder.chips(image, faces) if len(faces) else None
                      for image, faces in zip(images, found, strict=True)]

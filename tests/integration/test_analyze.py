@@ -14,7 +14,7 @@ import pytest
 from benchmarks.scoring import score
 from benchmarks.synthetic import GroundTruth
 from stream.cli import main
-from tests.conftest import write_video
+from tests.media import write_video
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,8 @@ def test_port_separates_real_people_at_the_threshold(weights: None) -> None:
     labels, vectors = labelled_embeddings()
     threshold = load_embedder("dlib-resnet", CPU).threshold
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
-    same, different = [], []
+    same: list[float] = []
+    different: list[float] = []
     for i, j in itertools.combinations(range(len(labels)), 2):
         distance = float(np.linalg.norm(vectors[i] - vectors[j]))
         (same if labels[i] == labels[j] else different).append(distance)

@@ -14,7 +14,8 @@ RNG = np.random.default_rng(7)
 
 
 def unit(v: np.ndarray) -> np.ndarray:
-    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+    normalised: np.ndarray = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return normalised.astype(np.float32)
 
 
 CENTRES = unit(RNG.normal(size=(4, DIM)))  # four well-separated people
@@ -98,7 +99,7 @@ def test_decide_waits_in_the_uncertain_band_then_settles() -> None:
     track = Track(1, [obs(i, (0, 0, 50, 50), face) for i in range(3)])
     assert decide(gallery, track, SETTINGS, final=False, exclude=set()).verdict is Verdict.WAIT
     final = decide(gallery, track, SETTINGS, final=True, exclude=set())
-    assert final.verdict is Verdict.KNOWN and final.identity == 1  # 0.525 < midpoint 0.53
+    assert final.verdict is Verdict.NEW  # out of patience, 0.525 is over the threshold
 
 
 def test_tracker_links_by_overlap_and_embedding() -> None:

@@ -24,7 +24,7 @@ def test_unknown_model_is_a_clear_error() -> None:
 
 def test_missing_facenet_weights_say_how_to_get_them(home: Path) -> None:
     assert models.verify("facenet-vggface2") == ["20180402-114759-vggface2.pt is missing"]
-    with pytest.raises(ModelError, match="--weights PATH.*--allow-download"):
+    with pytest.raises(ModelError, match=r"--weights PATH.*--allow-download"):
         models.fetch("facenet-vggface2")
 
 

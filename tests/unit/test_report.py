@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def test_merge_spans_joins_short_gaps_only() -> None:
     assert merge_spans([], 1.0) == []
 
 
-def document(persons: list[Person], problems: list[str] | None = None) -> dict[str, object]:
+def document(persons: list[Person], problems: list[str] | None = None) -> dict[str, Any]:
     return report_document(source=Path("v.mp4"), duration_s=10.0, fps=25.0, frames_decoded=250,
                            frames_analyzed=100, embedder=("dlib-resnet", "v1"),
                            persons=persons, problems=problems or [])
@@ -38,8 +39,8 @@ def test_document_orders_persons_by_first_appearance() -> None:
     late = Person("p1", [(4.0, 5.0), (7.0, 8.5)], 20, FACE)
     early = Person("p2", [(1.0, 2.0)], 10, FACE)
     doc = document([late, early])
-    assert [p["id"] for p in doc["persons"]] == ["p2", "p1"]  # type: ignore[index]
-    first = doc["persons"][1]  # type: ignore[index]
+    assert [p["id"] for p in doc["persons"]] == ["p2", "p1"]
+    first = doc["persons"][1]
     assert first["total_visible_s"] == 2.5 and first["last_seen_s"] == 8.5
     assert first["thumbnail"] == "persons/p1.jpg"
     assert doc["schema"] == "facestream.report/1" and doc["complete"] is True

@@ -1,0 +1,84 @@
+"""Detector speed: facenet-pytorch's ``detect_face`` against our MTCNN driver, in one process.
+
+``python -m benchmarks.detector_speed [--photos DIR] [--device DEV] [--repeats N]``
+
+Both paths run the same :class:`~stream.vision.detect.MtcnnDetector` (same weights, same
+downscale to ``detect_width`` 640, ``min_face_px`` 40) on one batch of 4 frames of 1280x720 made
+from the face-api sample photos, after a warm-up, with 2 CPU threads. Prints ms per frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from stream.types import Faces
+from stream.vision.detect import MtcnnDetector
+
+FRAME_SIZE = (1280, 720)
+BATCH = 4
+
+
+def load_frames(directory: Path, size: tuple[int, int] = FRAME_SIZE,
+                count: int = BATCH) -> torch.Tensor:
+    """``count`` frames (B, 3, H, W) float 0..255 from sample1.jpg… in ``directory``, resized."""
+    frames = [np.asarray(Image.open(directory / f"sample{i + 1}.jpg").convert("RGB").resize(size))
+              for i in range(count)]
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+
+
+def time_per_frame(detect: Callable[[torch.Tensor], list[Faces]], frames: torch.Tensor,
+                   repeats: int, device: torch.device) -> tuple[float, list[Faces]]:
+    """Milliseconds per frame of ``detect`` on ``frames`` (best of ``repeats`` batches)."""
+    found = detect(frames)
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        found = detect(frames)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best * 1000 / len(frames), found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; prints the timings and the faces found per frame."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.detector_speed",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, default=None,
+                        help="folder with sample1.jpg… (default: the face-api-samples model)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed batches per path")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    if args.photos is None:
+        from stream.vision.models import fetch
+
+        args.photos = fetch("face-api-samples")
+    device = torch.device(args.device)
+    frames = load_frames(args.photos).to(device)
+    detector = MtcnnDetector(device, detect_width=640, min_face_px=40)
+    print(f"{BATCH} frames of {FRAME_SIZE[0]}x{FRAME_SIZE[1]} on {device}, "
+          f"{torch.get_num_threads()} threads, best of {args.repeats}")
+    times = {}
+    for name, detect in (("facenet detect_face", detector.detect_reference),
+                         ("our driver", detector.detect)):
+        times[name], found = time_per_frame(detect, frames, args.repeats, device)
+        print(f"{name:20s} {times[name]:8.1f} ms/frame  faces {[len(f) for f in found]}")
+    print(f"speed-up {times['facenet detect_face'] / times['our driver']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Our MTCNN driver against facenet-pytorch's ``detect_face`` on real group photos."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import torch
+from PIL import Image
+
+from stream.types import Faces
+from stream.vision.detect import MtcnnDetector
+
+WIDTH = 960
+HEIGHT = 640
+
+
+@cache
+def detector() -> MtcnnDetector:
+    """One CPU detector for the module (loading the weights takes a moment)."""
+    return MtcnnDetector(torch.device("cpu"), detect_width=640, min_face_px=32)
+
+
+@cache
+def photos() -> torch.Tensor:
+    """sample1.jpg … sample3.jpg as (3, 3, 640, 960) float 0..255."""
+    from stream.vision.models import fetch
+
+    directory = fetch("face-api-samples")
+    frames = [np.asarray(Image.open(directory / f"sample{i}.jpg").convert("RGB")
+                         .resize((WIDTH, HEIGHT))) for i in range(1, 4)]
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+
+
+def iou(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """Pairwise IoU of (N, 4) and (M, 4) x1 y1 x2 y2 boxes."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter), dtype=np.float64)
+
+
+def assert_same_faces(ours: Faces, reference: Faces) -> None:
+    """Same count; each reference face matched by one of ours with IoU >= 0.8, close landmarks."""
+    assert len(ours) == len(reference)
+    if len(reference) == 0:
+        return
+    overlaps = iou(reference.boxes, ours.boxes)
+    match = overlaps.argmax(axis=1)
+    assert len(set(match.tolist())) == len(reference)
+    assert (overlaps.max(axis=1) >= 0.8).all()
+    assert np.abs(ours.landmarks[match] - reference.landmarks).max() <= 3.0
+    assert np.abs(ours.scores[match] - reference.scores).max() <= 0.01
+
+
+@cache
+def reference() -> list[Faces]:
+    """facenet's own detections on :func:`photos`."""
+    return detector().detect_reference(photos())
+
+
+def test_matches_facenet_on_a_batch_of_photos() -> None:
+    frames = photos()
+    ours = detector().detect(frames)
+    assert len(ours) == len(frames)
+    assert sum(len(faces) for faces in reference()) >= 6  # the photos do show several people
+    for mine, theirs in zip(ours, reference(), strict=True):
+        assert mine.boxes.dtype == np.float32
+        assert mine.landmarks.dtype == np.float32
+        assert_same_faces(mine, theirs)
+        inside = (mine.boxes[:, 2] > 0) & (mine.boxes[:, 0] < WIDTH)
+        assert inside.all()
+
+
+def test_single_frame_without_downscaling() -> None:
+    frame = photos()[2:3]
+    full = MtcnnDetector(torch.device("cpu"), detect_width=None, min_face_px=40)
+    (ours,) = full.detect(frame)
+    (reference,) = full.detect_reference(frame)
+    assert len(ours) > 0
+    assert_same_faces(ours, reference)
+
+
+def test_blank_images_give_empty_faces() -> None:
+    found = detector().detect(torch.full((2, 3, HEIGHT, WIDTH), 128.0))
+    assert len(found) == 2
+    for faces in found:
+        assert len(faces) == 0
+        assert faces.boxes.shape == (0, 4)
+        assert faces.landmarks.shape == (0, 5, 2)
+
+
+def test_noise_with_no_survivors_gives_empty_faces() -> None:
+    # Small noise frames: PNet proposes boxes but R/ONet reject them all.
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.rand((2, 3, 50, 60), generator=generator) * 255
+    small = MtcnnDetector(torch.device("cpu"), detect_width=None, min_face_px=12)
+    assert [len(faces) for faces in small.detect(noise)] == [0, 0]
+    assert [len(faces) for faces in small.detect_reference(noise)] == [0, 0]
+
+
+def test_empty_batch() -> None:
+    assert detector().detect(torch.zeros((0, 3, HEIGHT, WIDTH))) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_matches_facenet_on_cuda() -> None:
+    gpu = MtcnnDetector(torch.device("cuda"), detect_width=640, min_face_px=32)
+    for mine, theirs in zip(gpu.detect(photos().cuda()), reference(), strict=True):
+        assert_same_faces(mine, theirs)
