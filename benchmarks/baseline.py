@@ -1,16 +1,19 @@
-"""The seed design, kept as the benchmarks' baseline: MTCNN at full resolution on every sampled
-frame, one embedding per face, and the first known person under a fixed threshold (else a new
-one). No tracks, no quality gate, no voting, no margin."""
+"""The seed design, kept as the benchmarks' baseline: facenet-pytorch's own MTCNN at full
+resolution with its default 20 px minimum face on every sampled frame, one embedding per face,
+and the first known person under a fixed threshold (else a new one). No tracks, no quality gate,
+no voting, no margin. It shares the product's embedder, so the comparison isolates the rest."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from stream.analyze import AnalyzeOptions, AnalyzeResult, analyze_video
 from stream.identity.track import Observation, Track
-from stream.types import FloatArray
+from stream.types import Faces, FloatArray
+from stream.vision.detect import MtcnnDetector
 from stream.vision.executor import QualityGate, VisionWorker
 
 
@@ -43,10 +46,19 @@ class FirstMatchAssigner:
         return []
 
 
+class SeedDetector(MtcnnDetector):
+    """MTCNN through facenet-pytorch's ``detect_face``, as the seed called it."""
+
+    def detect(self, images: torch.Tensor) -> list[Faces]:
+        return self.detect_reference(images)
+
+
 def baseline_worker() -> VisionWorker:
     """The seed's models: MTCNN's default 20 px minimum face, no downscaling."""
-    return VisionWorker(embedder="dlib-resnet", detect_width=None,
-                        gate=QualityGate(min_face_px=20))
+    worker = VisionWorker(embedder="dlib-resnet", detect_width=None,
+                          gate=QualityGate(min_face_px=20))
+    worker.detector = SeedDetector(worker.device, detect_width=None, min_face_px=20)
+    return worker
 
 
 def analyze_baseline(video: Path, out: Path, worker: VisionWorker | None = None

@@ -99,8 +99,8 @@ class MtcnnDetector:
         if self.detect_width is not None and width > self.detect_width:
             scale = width / self.detect_width
             height = round(images.shape[2] / scale)
-            images = F.interpolate(images, size=(height, self.detect_width), mode="bilinear",
-                                   antialias=True, align_corners=False)
+            # Area averaging: as good as antialiased bilinear for shrinking, half the cost.
+            images = F.interpolate(images, size=(height, self.detect_width), mode="area")
         # MTCNN's smallest face is in detection pixels; never below its 12 px receptive field.
         return images, scale, max(12.0, self.min_face_px / scale)
 
