@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from stream.analyze import AnalyzeOptions, AnalyzeResult, analyze_video
@@ -30,6 +31,7 @@ class FirstMatchAssigner:
                                                                           list[Track]]:
         tracks = []
         for obs in observations:
+            assert obs.embedding is not None  # skippable() asks for every face
             track = Track(self._next_track, [obs])
             self._next_track += 1
             for number, reference in enumerate(self.people, start=1):
@@ -44,6 +46,9 @@ class FirstMatchAssigner:
 
     def finish(self) -> list[Track]:
         return []
+
+    def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
+        return np.zeros(len(boxes), np.bool_)  # the seed embedded every face
 
 
 class SeedDetector(MtcnnDetector):

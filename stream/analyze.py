@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from stream.errors import DecodeError
 from stream.identity.gallery import Gallery
@@ -23,7 +24,7 @@ from stream.report import (
     write_report,
 )
 from stream.sources import DecodeStats, prefetch, probe, sampled_frames
-from stream.types import Frame, ImageArray
+from stream.types import Faces, FloatArray, Frame, ImageArray
 from stream.vision.embed import default_embedder_name
 from stream.vision.executor import FrameFaces, VisionWorker, pick_device
 
@@ -68,6 +69,10 @@ class IdentityAssigner(Protocol):
                                                                           list[Track]]: ...
 
     def finish(self) -> list[Track]: ...
+
+    def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
+        """Faces whose embedding the assigner does not need (they continue a known track)."""
+        ...
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
@@ -159,11 +164,15 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
     stats = DecodeStats()
     collector = _Collector()
     frames = prefetch(sampled_frames(info, options.sample_fps, stats))
+    def skip(frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
+        return assigner.skippable(frame.t, faces.boxes)
+
     for batch in _batches(frames, options.batch_frames):
-        for result in worker.process(batch):
+        for result in worker.process(batch, skip):
             observations = [
                 Observation(result.frame.index, result.frame.t, result.faces.boxes[i],
-                            float(result.faces.scores[i]), result.embeddings[i],
+                            float(result.faces.scores[i]),
+                            result.embeddings[i] if result.embedded[i] else None,
                             float(result.quality[i]), bool(result.good[i]))
                 for i in range(len(result.faces))]
             tracks, _ = assigner.observe(result.frame.t, observations)

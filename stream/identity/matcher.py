@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+import numpy.typing as npt
 
 from stream.identity.gallery import Gallery
 from stream.identity.track import Observation, Track, Tracker
@@ -82,8 +83,8 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
            exclude: set[int]) -> Decision:
     """The decision for a track not yet assigned. ``final``: the track has ended, decide now.
     ``exclude``: identities on screen at the same time as this track (they cannot be it)."""
-    good = track.good_embeddings()
-    queries = good if len(good) else np.stack([obs.embedding for obs in track.observations])
+    good = track.embeddings(good_only=True)
+    queries = good if len(good) else track.embeddings(good_only=False)
     medians, votes = identity_distances(gallery, queries, settings.neighbours)
     ranked = sorted((d, i) for i, d in medians.items() if i not in exclude)
     best_distance, best = ranked[0] if ranked else (float("inf"), None)
@@ -135,12 +136,16 @@ class Identifier:
                 if self._settle(track, final=False):
                     decided.append(track)
             else:
-                new_good = [obs.embedding for obs in track.observations[-1:] if obs.good]
-                if new_good:
-                    self.gallery.add_exemplars(track.identity, np.stack(new_good))
+                newest = track.last
+                if newest.good and newest.embedding is not None:
+                    self.gallery.add_exemplars(track.identity, newest.embedding[None])
         self._open = [track for track in self._open if t - track.last.t <= 30.0]
         self._open.extend(track for track in tracks if track not in self._open)
         return tracks, decided
+
+    def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
+        """Faces at time ``t`` that surely continue an identified track: no embedding needed."""
+        return self.tracker.sure_continuations(t, boxes)
 
     def finish(self) -> list[Track]:
         """End all tracks and decide those still waiting; returns the tracks decided now."""
@@ -161,12 +166,12 @@ class Identifier:
         if decision.verdict is Verdict.KNOWN:
             assert decision.identity is not None
             track.identity = decision.identity
-            good = track.good_embeddings()
+            good = track.embeddings(good_only=True)
             if len(good):
                 self.gallery.add_exemplars(track.identity, good)
             return True
         if decision.verdict is Verdict.NEW:
-            track.identity = self.gallery.create(track.good_embeddings())
+            track.identity = self.gallery.create(track.embeddings(good_only=True))
             return True
         return False
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from stream.types import FloatArray
 
@@ -21,7 +22,7 @@ class Observation:
     t: float
     box: FloatArray  # (4,) x1, y1, x2, y2
     score: float
-    embedding: FloatArray  # (D,) unit vector
+    embedding: FloatArray | None  # (D,) unit vector; None when not computed (see Tracker)
     quality: float  # higher is better; used to pick thumbnails and exemplars
     good: bool  # passed the quality gate: may create or confirm an identity
 
@@ -42,16 +43,25 @@ class Track:
     def frames(self) -> set[int]:
         return {obs.frame for obs in self.observations}
 
-    def good_embeddings(self) -> FloatArray:
-        """Embeddings of the observations that passed the quality gate, (M, D)."""
-        good = [obs.embedding for obs in self.observations if obs.good]
-        if not good:
-            return np.zeros((0, self.last.embedding.shape[0]), np.float32)
-        return np.stack(good)
+    @property
+    def embedded(self) -> list[Observation]:
+        """The observations whose embedding was computed (a track always starts with one)."""
+        return [obs for obs in self.observations if obs.embedding is not None]
+
+    def _vectors(self, observations: list[Observation]) -> list[FloatArray]:
+        return [obs.embedding for obs in observations if obs.embedding is not None]
+
+    def embeddings(self, *, good_only: bool) -> FloatArray:
+        """Computed embeddings (M, D), of all observations or of those that passed the gate."""
+        vectors = self._vectors([obs for obs in self.observations if obs.good or not good_only])
+        if not vectors:
+            dim = self._vectors(self.observations)[0].shape[0]
+            return np.zeros((0, dim), np.float32)
+        return np.stack(vectors)
 
     def recent_embedding(self, count: int = 5) -> FloatArray:
-        """Unit mean of the last ``count`` embeddings: what the face looks like now."""
-        mean = np.mean([obs.embedding for obs in self.observations[-count:]], axis=0)
+        """Unit mean of the last ``count`` computed embeddings: what the face looks like now."""
+        mean = np.mean(self._vectors(self.observations)[-count:], axis=0)
         unit: FloatArray = (mean / max(float(np.linalg.norm(mean)), 1e-9)).astype(np.float32)
         return unit
 
@@ -71,16 +81,23 @@ class Tracker:
     An observation joins an active track when their boxes overlap (IoU >= ``min_iou``) and the
     embeddings are within ``link_distance``, or, with little overlap but a nearby box, when the
     embeddings are within ``strict_distance``. A track not seen for ``max_gap_s`` has ended.
+
+    An observation without an embedding can only continue a track it overlaps unambiguously
+    (IoU >= ``sure_iou``); :meth:`sure_continuations` says which faces qualify, so that callers
+    may skip embedding them.
     """
 
     def __init__(self, *, link_distance: float, strict_distance: float, max_gap_s: float = 1.5,
-                 min_iou: float = 0.2) -> None:
+                 min_iou: float = 0.2, sure_iou: float = 0.5, max_reuse_s: float = 0.35
+                 ) -> None:
         if max_gap_s <= 0:
             raise ValueError(f"max_gap_s must be positive, got {max_gap_s}")
         self.link_distance = link_distance
         self.strict_distance = strict_distance
         self.max_gap_s = max_gap_s
         self.min_iou = min_iou
+        self.sure_iou = sure_iou
+        self.max_reuse_s = max_reuse_s
         self.active: list[Track] = []
         self._next_number = 1
 
@@ -113,6 +130,23 @@ class Tracker:
             result.append(assigned[o])
         return result, ended
 
+    def sure_continuations(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
+        """Which of one frame's ``boxes`` continue an identified track so plainly that their
+        embedding can be skipped: the box overlaps exactly one such track (and that track no
+        other box) by ``sure_iou``, and the track's face was embedded in the last
+        ``max_reuse_s``. Identity is never decided on such faces; they only extend a track."""
+        sure = np.zeros(len(boxes), np.bool_)
+        candidates = [track for track in self.active if track.identity is not None
+                      and t - track.embedded[-1].t <= self.max_reuse_s]
+        if not candidates or not len(boxes):
+            return sure
+        overlaps = np.array([[box_iou(box, track.last.box) >= self.sure_iou
+                              for track in candidates] for box in boxes])
+        for b in range(len(boxes)):
+            row = np.flatnonzero(overlaps[b])
+            sure[b] = len(row) == 1 and overlaps[:, row[0]].sum() == 1
+        return sure
+
     def finish(self) -> list[Track]:
         """End every active track (end of input) and return them."""
         ended, self.active = self.active, []
@@ -120,8 +154,10 @@ class Tracker:
 
     def _link_cost(self, track: Track, obs: Observation) -> float | None:
         last = track.last
-        distance = float(np.linalg.norm(track.recent_embedding() - obs.embedding))
         iou = box_iou(last.box, obs.box)
+        if obs.embedding is None:
+            return -iou if iou >= self.sure_iou and track.identity is not None else None
+        distance = float(np.linalg.norm(track.recent_embedding() - obs.embedding))
         if iou >= self.min_iou and distance <= self.link_distance:
             return distance - iou
         size = max(last.box[2] - last.box[0], last.box[3] - last.box[1])

@@ -3,6 +3,7 @@ for batches of frames, under ``torch.inference_mode()``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from stream.types import Faces, FloatArray, Frame
 from stream.vision.detect import MtcnnDetector
 from stream.vision.embed import Embedder, load_embedder
 
+SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 
 
@@ -34,7 +36,8 @@ class FrameFaces:
 
     frame: Frame
     faces: Faces
-    embeddings: FloatArray  # (N, D)
+    embeddings: FloatArray  # (N, D); zero rows where ``embedded`` is False
+    embedded: npt.NDArray[np.bool_]  # (N,) whether the embedding (and grading) was computed
     sharpness: FloatArray  # (N,)
     brightness: FloatArray  # (N,)
     good: npt.NDArray[np.bool_]  # (N,) passed the quality gate
@@ -80,30 +83,43 @@ class VisionWorker:
                                       min_face_px=self.gate.min_face_px)
         self._laplacian = _LAPLACIAN.to(self.device)
 
-    def process(self, frames: list[Frame]) -> list[FrameFaces]:
-        """Faces, embeddings and quality for each frame (frames of one size per call)."""
+    def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None
+                ) -> list[FrameFaces]:
+        """Faces, embeddings and quality for each frame (frames of one size per call).
+
+        ``skip_embedding`` may name faces whose embedding is not needed (it is called once per
+        frame, after detection); all faces of the batch are embedded in one pass.
+        """
         if not frames:
             return []
         with torch.inference_mode():
             images = torch.stack([torch.from_numpy(f.image) for f in frames]).to(self.device)
             images = brighten_dark_frames(images.permute(0, 3, 1, 2).float())
             found = self.detector.detect(images)
-            chips = [self.embedder.chips(image, faces) if len(faces) else None
-                     for image, faces in zip(images, found, strict=True)]
-            present = [c for c in chips if c is not None]
-            vectors = np.zeros((0, self.embedder.dim), np.float32)
-            sharpness = np.zeros((0,), np.float32)
-            brightness = np.zeros((0,), np.float32)
-            if present:
-                batch = torch.cat(present)
+            wanted = [~skip_embedding(frame, faces) if skip_embedding is not None
+                      else np.ones(len(faces), np.bool_)
+                      for frame, faces in zip(frames, found, strict=True)]
+            chips = [self.embedder.chips(image, faces.select(mask))
+                     for image, faces, mask in zip(images, found, wanted, strict=True)
+                     if mask.any()]
+            dim = self.embedder.dim
+            vectors = np.zeros((0, dim), np.float32)
+            sharpness = brightness = np.zeros((0,), np.float32)
+            if chips:
+                batch = torch.cat(chips)
                 vectors = self.embedder.embed_chips(batch)
                 sharpness, brightness = self._grade(batch)
         results = []
         start = 0
-        for frame, faces in zip(frames, found, strict=True):
-            end = start + len(faces)
-            results.append(self._frame_faces(frame, faces, vectors[start:end],
-                                             sharpness[start:end], brightness[start:end]))
+        for frame, faces, mask in zip(frames, found, wanted, strict=True):
+            end = start + int(mask.sum())
+            full_vectors = np.zeros((len(faces), dim), np.float32)
+            full_sharp = np.zeros(len(faces), np.float32)
+            full_bright = np.zeros(len(faces), np.float32)
+            full_vectors[mask], full_sharp[mask] = vectors[start:end], sharpness[start:end]
+            full_bright[mask] = brightness[start:end]
+            results.append(self._frame_faces(frame, faces, vectors=full_vectors, embedded=mask,
+                                             sharpness=full_sharp, brightness=full_bright))
             start = end
         return results
 
@@ -116,13 +132,14 @@ class VisionWorker:
         bright = centre.flatten(1).mean(dim=1)
         return sharp.cpu().numpy().astype(np.float32), bright.cpu().numpy().astype(np.float32)
 
-    def _frame_faces(self, frame: Frame, faces: Faces, vectors: FloatArray, sharpness: FloatArray,
+    def _frame_faces(self, frame: Frame, faces: Faces, *, vectors: FloatArray,
+                     embedded: npt.NDArray[np.bool_], sharpness: FloatArray,
                      brightness: FloatArray) -> FrameFaces:
         gate = self.gate
         boxes = faces.boxes
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        good = ((faces.scores >= gate.min_score) & (sides >= gate.min_face_px)
+        good = (embedded & (faces.scores >= gate.min_score) & (sides >= gate.min_face_px)
                 & (sharpness >= gate.min_sharpness) & (brightness >= gate.min_brightness))
         quality = (faces.scores * np.minimum(1.0, sides / 120.0)
                    * np.minimum(1.0, sharpness / (4 * gate.min_sharpness))).astype(np.float32)
-        return FrameFaces(frame, faces, vectors, sharpness, brightness, good, quality)
+        return FrameFaces(frame, faces, vectors, embedded, sharpness, brightness, good, quality)

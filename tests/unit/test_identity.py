@@ -138,3 +138,19 @@ def test_identifier_keeps_one_id_across_an_absence_and_separates_people() -> Non
     labels[0] = {t.identity for t in back}
     assert labels[0] == {1}
     assert len(identifier.gallery) == 2
+
+
+def test_sure_continuations_skip_only_unambiguous_identified_faces() -> None:
+    tracker = Tracker(link_distance=0.6, strict_distance=0.5, max_gap_s=1.0, max_reuse_s=0.35)
+    tracks, _ = tracker.update(0.0, [obs(0, (0, 0, 50, 50), near(0)),
+                                     obs(0, (200, 0, 250, 50), near(1))])
+    boxes = np.array([[2, 0, 52, 50], [202, 0, 252, 50], [400, 0, 450, 50]], np.float32)
+    assert not tracker.sure_continuations(0.1, boxes).any()  # nobody identified yet
+    tracks[0].identity = 1
+    assert tracker.sure_continuations(0.1, boxes).tolist() == [True, False, False]
+    crowded = np.array([[2, 0, 52, 50], [5, 0, 55, 50]], np.float32)
+    assert not tracker.sure_continuations(0.1, crowded).any()  # two faces on one track
+    assert not tracker.sure_continuations(0.5, boxes).any()  # its embedding is too old
+    skipped = Observation(1, 0.1, boxes[0], 0.99, None, 0.5, False)
+    linked, _ = tracker.update(0.1, [skipped])
+    assert linked[0] is tracks[0] and tracks[0].recent_embedding().shape == (DIM,)
