@@ -26,7 +26,7 @@ from stream.report import (
 from stream.sources import DecodeStats, prefetch, probe, sampled_frames
 from stream.types import Faces, FloatArray, Frame, ImageArray
 from stream.vision.embed import default_embedder_name
-from stream.vision.executor import FrameFaces, VisionWorker, pick_device
+from stream.vision.executor import FrameFaces, SharpnessBaseline, VisionWorker, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,9 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
     def skip(frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
         return assigner.skippable(frame.t, faces.boxes)
 
+    sharpness = SharpnessBaseline()
     for batch in _batches(frames, options.batch_frames):
-        for result in worker.process(batch, skip):
+        for result in worker.process(batch, skip, sharpness):
             observations = [
                 Observation(result.frame.index, result.frame.t, result.faces.boxes[i],
                             float(result.faces.scores[i]),

@@ -1,12 +1,13 @@
 """The open-set decision: is a track someone known, someone new, or not yet sure?
 
-A track is compared with the gallery through its good faces: each face's nearest exemplars are
-grouped by identity, and an identity's distance to the track is the median, over the track's
-faces, of its nearest exemplar (so one odd frame cannot decide). A known identity needs that
-distance under the embedder's threshold, the most nearest-neighbour votes, and a margin over the
-second-best identity. A new identity needs enough good faces and a distance clearly over the
-threshold; anything between waits for more evidence, until the track has waited long enough or
-ends, when the threshold alone decides.
+A track is compared with the gallery through the template of its good faces (their unit mean).
+Exemplars are templates too: each identity keeps several, from its tracks and from stretches of
+them, so different poses, lights and photos of one person are all represented. The nearest
+exemplars of the track's template vote by identity; a known identity needs its nearest exemplar
+under the embedder's threshold, the most votes, and a margin over the second-best identity. A
+new identity needs enough good faces and a distance clearly over the threshold; anything between
+waits for more evidence, until the track has waited long enough or ends, when the threshold
+alone decides.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class MatchSettings:
     uncertain_band: float = 0.06  # threshold .. threshold + band: not sure yet, wait
     margin: float = 0.03  # best identity must beat the second-best by this much
     neighbours: int = 16
-    min_evidence: int = 3  # good faces needed before a new identity is created
+    min_evidence: int = 3  # good faces needed before deciding, unless the track has ended
     patience: int = 12  # good faces after which an uncertain track is decided anyway
+    exemplar_faces: int = 10  # an identified track adds a template of each this many good faces
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 2:
@@ -57,26 +59,27 @@ class MatchSettings:
                              f"{self.min_evidence} and {self.patience}")
 
 
-def identity_distances(gallery: Gallery, queries: FloatArray, k: int) -> tuple[
-        dict[int, float], dict[int, int]]:
-    """Each candidate identity's median nearest-exemplar distance over ``queries``, and how many
-    queries have it as their nearest neighbour (votes)."""
-    found = gallery.search(queries, k)
-    per_query: list[dict[int, float]] = []
-    votes: dict[int, int] = {}
-    for distances, identities in zip(found.distances, found.identities, strict=True):
-        nearest: dict[int, float] = {}
-        for distance, identity in zip(distances, identities, strict=True):
-            if identity >= 0 and int(identity) not in nearest:
-                nearest[int(identity)] = float(distance)
-        if len(identities) and identities[0] >= 0:
-            votes[int(identities[0])] = votes.get(int(identities[0]), 0) + 1
-        per_query.append(nearest)
-    candidates = {identity for nearest in per_query for identity in nearest}
-    # An identity outside a query's k nearest is "far" for it: 2.0, the largest distance.
-    medians = {identity: float(np.median([nearest.get(identity, 2.0) for nearest in per_query]))
-               for identity in candidates}
-    return medians, votes
+def template(vectors: FloatArray) -> FloatArray:
+    """The unit mean of a track's embeddings: averaging over frames cancels much of what one
+    frame gets wrong (compression, blur, pose), so templates separate people far better than
+    single faces do."""
+    mean = vectors.mean(axis=0)
+    unit: FloatArray = (mean / max(float(np.linalg.norm(mean)), 1e-9)).astype(np.float32)
+    return unit
+
+
+def candidates(gallery: Gallery, query: FloatArray, k: int, reach: float
+               ) -> dict[int, tuple[float, int]]:
+    """Identities among the ``k`` exemplars nearest to ``query``: the distance to each one's
+    nearest exemplar, and its votes (how many of its exemplars are within ``reach``)."""
+    found = gallery.search(query[None], k)
+    result: dict[int, tuple[float, int]] = {}
+    for distance, identity in zip(found.distances[0], found.identities[0], strict=True):
+        if identity < 0:
+            continue
+        nearest, votes = result.get(int(identity), (float(distance), 0))
+        result[int(identity)] = (nearest, votes + (float(distance) <= reach))
+    return result
 
 
 def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bool,
@@ -84,18 +87,21 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
     """The decision for a track not yet assigned. ``final``: the track has ended, decide now.
     ``exclude``: identities on screen at the same time as this track (they cannot be it)."""
     good = track.embeddings(good_only=True)
-    queries = good if len(good) else track.embeddings(good_only=False)
-    medians, votes = identity_distances(gallery, queries, settings.neighbours)
-    ranked = sorted((d, i) for i, d in medians.items() if i not in exclude)
+    query = template(good if len(good) else track.embeddings(good_only=False))
+    reach = settings.threshold + settings.uncertain_band
+    found = {i: c for i, c in candidates(gallery, query, settings.neighbours, reach).items()
+             if i not in exclude}
+    ranked = sorted((distance, identity) for identity, (distance, _) in found.items())
     best_distance, best = ranked[0] if ranked else (float("inf"), None)
     second = ranked[1][0] if len(ranked) > 1 else float("inf")
-    most_votes = max((v for i, v in votes.items() if i not in exclude), default=0)
-    clear_winner = (second - best_distance >= settings.margin
-                    and best is not None and votes.get(best, 0) >= most_votes)
-    if best is not None and best_distance < settings.threshold and clear_winner:
-        return Decision(Verdict.KNOWN, best, best_distance)
+    most_votes = max((votes for _, votes in found.values()), default=0)
+    clear_winner = (best is not None and second - best_distance >= settings.margin
+                    and found[best][1] >= most_votes)
     enough = len(good) >= settings.min_evidence
-    if enough and best_distance >= settings.threshold + settings.uncertain_band:
+    if best is not None and best_distance < settings.threshold and clear_winner and (
+            final or enough):
+        return Decision(Verdict.KNOWN, best, best_distance)
+    if enough and best_distance >= reach:
         return Decision(Verdict.NEW, None, best_distance)
     if final or len(good) >= settings.patience:
         # Out of patience: only a match under the threshold is a known person. Wrongly merging
@@ -119,8 +125,11 @@ class Identifier:
                  max_gap_s: float = 1.5) -> None:
         self.gallery = gallery
         self.settings = settings
-        self.tracker = Tracker(link_distance=settings.threshold * 1.25,
-                               strict_distance=settings.threshold, max_gap_s=max_gap_s)
+        # The tracker compares single faces with a track's recent faces: noisier than
+        # templates, so its limits sit above the template threshold.
+        self.tracker = Tracker(link_distance=settings.threshold * 1.4,
+                               strict_distance=settings.threshold * 1.1, max_gap_s=max_gap_s)
+        self._pending: dict[int, list[FloatArray]] = {}  # track -> good faces since last exemplar
         self._open: list[Track] = []  # tracks seen recently (ended ones kept for exclusion)
 
     def observe(self, t: float, observations: list[Observation]) -> tuple[list[Track],
@@ -129,16 +138,19 @@ class Identifier:
         tracks, ended = self.tracker.update(t, observations)
         decided = []
         for track in ended:
+            self._pending.pop(track.number, None)
             if track.identity is None and self._settle(track, final=True):
                 decided.append(track)
         for track in dict.fromkeys(tracks):
             if track.identity is None:
                 if self._settle(track, final=False):
                     decided.append(track)
-            else:
-                newest = track.last
-                if newest.good and newest.embedding is not None:
-                    self.gallery.add_exemplars(track.identity, newest.embedding[None])
+            elif track.last.good and track.last.embedding is not None:
+                pending = self._pending.setdefault(track.number, [])
+                pending.append(track.last.embedding)
+                if len(pending) >= self.settings.exemplar_faces:
+                    self.gallery.add_exemplars(track.identity, template(np.stack(pending))[None])
+                    pending.clear()
         self._open = [track for track in self._open if t - track.last.t <= 30.0]
         self._open.extend(track for track in tracks if track not in self._open)
         return tracks, decided
@@ -149,6 +161,7 @@ class Identifier:
 
     def finish(self) -> list[Track]:
         """End all tracks and decide those still waiting; returns the tracks decided now."""
+        self._pending.clear()
         return [track for track in self.tracker.finish()
                 if track.identity is None and self._settle(track, final=True)]
 
@@ -163,15 +176,15 @@ class Identifier:
                       track.number, track.observations[0].t, len(track.observations),
                       sum(obs.good for obs in track.observations), decision.verdict.value,
                       decision.identity, decision.distance)
+        good = track.embeddings(good_only=True)
         if decision.verdict is Verdict.KNOWN:
             assert decision.identity is not None
             track.identity = decision.identity
-            good = track.embeddings(good_only=True)
             if len(good):
-                self.gallery.add_exemplars(track.identity, good)
+                self.gallery.add_exemplars(track.identity, template(good)[None])
             return True
         if decision.verdict is Verdict.NEW:
-            track.identity = self.gallery.create(track.embeddings(good_only=True))
+            track.identity = self.gallery.create(template(good)[None])
             return True
         return False
 

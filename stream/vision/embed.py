@@ -221,7 +221,7 @@ class DlibResNetEmbedder:
     name = "dlib-resnet"
     version = "face-api-1.7.15/dlib_face_recognition_resnet_model_v1"
     dim = 128
-    threshold = 0.34  # Euclidean distance between unit vectors; see README "Calibration"
+    threshold = 0.325  # between track templates (unit means); see README "Calibration"
     chip_size = 150
 
     def __init__(self, device: torch.device) -> None:

@@ -3,6 +3,7 @@ for batches of frames, under ``torch.inference_mode()``."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,23 @@ class QualityGate:
 
     min_score: float = 0.95
     min_face_px: int = 40  # shorter side of the box, in frame pixels
-    min_sharpness: float = 12.0  # variance of the Laplacian of the grey chip (0..255)
+    min_sharpness: float = 3.0  # variance of the Laplacian of the grey chip's centre (0..255)
+    # ... and this share of the source's typical face sharpness: a focus or motion blur phase
+    # fails it, while a uniformly soft (compressed, low-resolution) video still gets faces.
+    relative_sharpness: float = 0.4
     min_brightness: float = 45.0  # mean grey level of the chip's centre (0..255)
+
+
+class SharpnessBaseline:
+    """The running median sharpness of one source's recent faces (one per video or camera)."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._values: deque[float] = deque(maxlen=window)
+
+    def update(self, values: FloatArray) -> float:
+        """Add the sharpness of new faces; returns the median of the window."""
+        self._values.extend(float(v) for v in values)
+        return float(np.median(self._values)) if self._values else 0.0
 
 
 @dataclass(frozen=True)
@@ -83,13 +99,15 @@ class VisionWorker:
                                       min_face_px=self.gate.min_face_px)
         self._laplacian = _LAPLACIAN.to(self.device)
 
-    def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None
-                ) -> list[FrameFaces]:
+    def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
+                sharpness_baseline: SharpnessBaseline | None = None) -> list[FrameFaces]:
         """Faces, embeddings and quality for each frame (frames of one size per call).
 
         ``skip_embedding`` may name faces whose embedding is not needed (it is called once per
         frame, after detection); all faces of the batch are embedded in one pass.
+        ``sharpness_baseline`` is the source's, for the relative blur gate.
         """
+        baseline = sharpness_baseline or SharpnessBaseline()
         if not frames:
             return []
         with torch.inference_mode():
@@ -118,8 +136,10 @@ class VisionWorker:
             full_bright = np.zeros(len(faces), np.float32)
             full_vectors[mask], full_sharp[mask] = vectors[start:end], sharpness[start:end]
             full_bright[mask] = brightness[start:end]
+            typical = baseline.update(sharpness[start:end])
             results.append(self._frame_faces(frame, faces, vectors=full_vectors, embedded=mask,
-                                             sharpness=full_sharp, brightness=full_bright))
+                                             sharpness=full_sharp, brightness=full_bright,
+                                             typical_sharpness=typical))
             start = end
         return results
 
@@ -134,12 +154,13 @@ class VisionWorker:
 
     def _frame_faces(self, frame: Frame, faces: Faces, *, vectors: FloatArray,
                      embedded: npt.NDArray[np.bool_], sharpness: FloatArray,
-                     brightness: FloatArray) -> FrameFaces:
+                     brightness: FloatArray, typical_sharpness: float) -> FrameFaces:
         gate = self.gate
+        min_sharpness = max(gate.min_sharpness, gate.relative_sharpness * typical_sharpness)
         boxes = faces.boxes
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         good = (embedded & (faces.scores >= gate.min_score) & (sides >= gate.min_face_px)
-                & (sharpness >= gate.min_sharpness) & (brightness >= gate.min_brightness))
+                & (sharpness >= min_sharpness) & (brightness >= gate.min_brightness))
         quality = (faces.scores * np.minimum(1.0, sides / 120.0)
-                   * np.minimum(1.0, sharpness / (4 * gate.min_sharpness))).astype(np.float32)
+                   * np.minimum(1.0, sharpness / max(typical_sharpness, 1e-6))).astype(np.float32)
         return FrameFaces(frame, faces, vectors, embedded, sharpness, brightness, good, quality)
