@@ -17,6 +17,10 @@ from stream.types import Faces, FloatArray
 from stream.vision.detect import MtcnnDetector
 from stream.vision.executor import QualityGate, VisionWorker
 
+# The single-face threshold calibrated on the sample photos (one woman at 0.28 from herself in
+# two photos, different people at 0.377 and more); the product's 0.325 is for track templates.
+SEED_THRESHOLD = 0.34
+
 
 class FirstMatchAssigner:
     """Each face on its own: the first person whose one stored embedding is within
@@ -62,7 +66,8 @@ def baseline_worker() -> VisionWorker:
     """The seed's models: MTCNN's default 20 px minimum face, no downscaling."""
     worker = VisionWorker(embedder="dlib-resnet", detect_width=None,
                           gate=QualityGate(min_face_px=20))
-    worker.detector = SeedDetector(worker.device, detect_width=None, min_face_px=20)
+    worker.detector = SeedDetector(worker.device, detect_width=None, min_face_px=20,
+                                   thresholds=(0.6, 0.7, 0.7))  # facenet-pytorch's defaults
     return worker
 
 
@@ -71,4 +76,4 @@ def analyze_baseline(video: Path, out: Path, worker: VisionWorker | None = None
     """Analyse ``video`` the seed's way, writing the same report format into ``out``."""
     worker = worker or baseline_worker()
     return analyze_video(video, out, AnalyzeOptions(detect_width=None), worker=worker,
-                         assigner=FirstMatchAssigner(worker.embedder.threshold))
+                         assigner=FirstMatchAssigner(SEED_THRESHOLD))
