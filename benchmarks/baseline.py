@@ -58,7 +58,8 @@ class FirstMatchAssigner:
 class SeedDetector(MtcnnDetector):
     """MTCNN through facenet-pytorch's ``detect_face``, as the seed called it."""
 
-    def detect(self, images: torch.Tensor) -> list[Faces]:
+    def detect(self, images: torch.Tensor, *, source_width: int | None = None) -> list[Faces]:
+        assert source_width is None  # the seed detected on full frames
         return self.detect_reference(images)
 
 

@@ -163,7 +163,8 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
              info.fps, embedder.name, worker.device)
     stats = DecodeStats()
     collector = _Collector()
-    frames = prefetch(sampled_frames(info, options.sample_fps, stats))
+    frames = prefetch(sampled_frames(info, options.sample_fps, stats,
+                                     detect_width=worker.detector.detect_width))
     def skip(frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
         return assigner.skippable(frame.t, faces.boxes)
 

@@ -66,10 +66,23 @@ def probe(path: Path) -> VideoInfo:
                           "give a video file (mp4, mkv, avi, …)") from error
 
 
-def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
-                   ) -> Iterator[Frame]:
+def detect_size(width: int, height: int, detect_width: int | None) -> tuple[int, int] | None:
+    """The size of the detector's copy of a ``width`` x ``height`` frame, or ``None`` when the
+    frame is not wider than ``detect_width`` (it is used as it is)."""
+    if detect_width is None or width <= detect_width:
+        return None
+    return detect_width, round(height * detect_width / width)
+
+
+def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats, *,
+                   detect_width: int | None = None) -> Iterator[Frame]:
     """Decode the video, yielding RGB frames at about ``sample_fps`` (all frames when ``None``
-    or when the video is slower). Broken packets are skipped and counted in ``stats``."""
+    or when the video is slower). Broken packets are skipped and counted in ``stats``.
+
+    With ``detect_width``, each frame also carries the detector's smaller copy, scaled here by
+    FFmpeg's area filter: in the decoder's thread, off the models' critical path.
+    """
+    small = detect_size(info.width, info.height, detect_width)
     interval = 0.0 if sample_fps is None else 1.0 / sample_fps
     next_t = 0.0
     errors_in_row = 0
@@ -105,7 +118,13 @@ def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
                     continue
                 next_t = max(next_t + interval, t + interval / 2)
                 stats.frames_sampled += 1
-                yield Frame(index, t, np.asarray(frame.to_ndarray(format="rgb24"), np.uint8))
+                image = np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
+                detect_image = None
+                if small is not None:
+                    detect_image = np.asarray(frame.reformat(
+                        width=small[0], height=small[1], format="rgb24", interpolation="AREA",
+                    ).to_ndarray(), np.uint8)
+                yield Frame(index, t, image, detect_image)
     if info.duration_s is not None and stats.last_t + 1.0 < info.duration_s:
         stats.problems.append(f"the video stops at {stats.last_t:.2f} s but its header says "
                               f"{info.duration_s:.2f} s: the file is truncated")

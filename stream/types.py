@@ -18,6 +18,8 @@ class Frame:
     index: int
     t: float
     image: ImageArray  # (H, W, 3) uint8, RGB
+    # A smaller copy for the detector, made by the decoder's scaler when it knows the size
+    detect_image: ImageArray | None = None
 
     @property
     def width(self) -> int:

@@ -78,9 +78,10 @@ def box_iou(a: FloatArray, b: FloatArray) -> float:
 class Tracker:
     """Links observations into tracks.
 
-    An observation joins an active track when their boxes overlap (IoU >= ``min_iou``) and the
-    embeddings are within ``link_distance``, or, with little overlap but a nearby box, when the
-    embeddings are within ``strict_distance``. A track not seen for ``max_gap_s`` has ended.
+    An observation joins an active track when their boxes overlap (IoU >= ``min_iou``), the
+    track was seen within ``max_reuse_s`` and the embeddings are within ``link_distance``; or,
+    after a longer gap or with little overlap but a nearby box, when the embeddings are within
+    ``strict_distance``. A track not seen for ``max_gap_s`` has ended.
 
     An observation without an embedding can only continue a track it overlaps unambiguously
     (IoU >= ``sure_iou``); :meth:`sure_continuations` says which faces qualify, so that callers
@@ -158,7 +159,10 @@ class Tracker:
         if obs.embedding is None:
             return -iou if iou >= self.sure_iou and track.identity is not None else None
         distance = float(np.linalg.norm(track.recent_embedding() - obs.embedding))
-        if iou >= self.min_iou and distance <= self.link_distance:
+        # Overlap vouches for the face only from one sampled frame to the next; after a gap,
+        # someone else may have stepped into the same place.
+        if iou >= self.min_iou and distance <= self.link_distance and (
+                obs.t - last.t <= self.max_reuse_s):
             return distance - iou
         size = max(last.box[2] - last.box[0], last.box[3] - last.box[1])
         shift = float(np.hypot((obs.box[0] + obs.box[2] - last.box[0] - last.box[2]) / 2,

@@ -34,8 +34,9 @@ _CELL = 12
 class FaceDetector(Protocol):
     """Finds faces in a batch of same-sized images."""
 
-    def detect(self, images: torch.Tensor) -> list[Faces]:
-        """One :class:`Faces` per image of ``images`` (B, 3, H, W) float 0..255, in its pixels."""
+    def detect(self, images: torch.Tensor, *, source_width: int | None = None) -> list[Faces]:
+        """One :class:`Faces` per image of ``images`` (B, 3, H, W) float 0..255, in the pixels of
+        the frames; ``source_width``: the images are copies shrunk from frames that wide."""
         ...
 
 
@@ -64,11 +65,13 @@ class MtcnnDetector:
         self.thresholds = list(thresholds)
         self.mtcnn = MTCNN(keep_all=True, device=device).eval()
 
-    def detect(self, images: torch.Tensor) -> list[Faces]:
-        """One :class:`Faces` per image of ``images`` (B, 3, H, W) float 0..255, in its pixels."""
+    def detect(self, images: torch.Tensor, *, source_width: int | None = None) -> list[Faces]:
+        """One :class:`Faces` per image of ``images`` (B, 3, H, W) float 0..255, in the pixels of
+        the frames; ``source_width``: the images are copies shrunk from frames that wide (the
+        decoder made them), so no further downscaling happens here."""
         if images.shape[0] == 0:
             return []
-        small, scale, min_size = self._prepare(images)
+        small, scale, min_size = self._prepare(images, source_width)
         with torch.inference_mode():
             nets = (self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet)
             found = _detect_batch(small.to(self.device, torch.float32), min_size, nets,
@@ -95,11 +98,14 @@ class MtcnnDetector:
             result.append(faces.scaled(scale) if scale != 1.0 else faces)
         return result
 
-    def _prepare(self, images: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    def _prepare(self, images: torch.Tensor, source_width: int | None = None
+                 ) -> tuple[torch.Tensor, float, float]:
         """Downsize to ``detect_width``; return the images, the scale back, the minimum face."""
         width = images.shape[3]
         scale = 1.0
-        if self.detect_width is not None and width > self.detect_width:
+        if source_width is not None:
+            scale = source_width / width
+        elif self.detect_width is not None and width > self.detect_width:
             scale = width / self.detect_width
             height = round(images.shape[2] / scale)
             # Area averaging: as good as antialiased bilinear for shrinking, half the cost.

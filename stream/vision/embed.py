@@ -40,7 +40,8 @@ class Embedder(Protocol):
     threshold: float
 
     def chips(self, image: torch.Tensor, faces: Faces) -> torch.Tensor:
-        """The aligned face chips (N, 3, S, S) of ``faces`` in ``image`` (3, H, W), 0..255."""
+        """The aligned float face chips (N, 3, S, S) of ``faces`` in ``image`` (3, H, W), 0..255,
+        uint8 or float."""
         ...
 
     def embed_chips(self, chips: torch.Tensor) -> FloatArray:
@@ -74,19 +75,33 @@ def similarity_transform(src: FloatArray, dst: FloatArray) -> FloatArray:
 
 
 def warp(image: torch.Tensor, chip_to_image: torch.Tensor, size: int) -> torch.Tensor:
-    """Sample ``size``x``size`` chips from ``image`` (3, H, W); ``chip_to_image`` (N, 2, 3) maps
-    chip pixel centres to image pixel coordinates. Pixels outside the image are zero."""
-    n = chip_to_image.shape[0]
+    """Sample ``size``x``size`` float chips (N, 3, S, S) from ``image`` (3, H, W, any dtype);
+    ``chip_to_image`` (N, 2, 3) maps chip pixel centres to image pixel coordinates. Pixels
+    outside the image are zero. Only the region under each chip is converted to float, so a
+    uint8 frame is never copied whole."""
     height, width = image.shape[1:]
-    axis = torch.arange(size, dtype=image.dtype, device=image.device)
+    axis = torch.arange(size, dtype=torch.float32, device=image.device)
     grid_y, grid_x = torch.meshgrid(axis, axis, indexing="ij")
     chip = torch.stack([grid_x, grid_y, torch.ones_like(grid_x)], -1).reshape(-1, 3)
-    points = chip @ chip_to_image.transpose(1, 2)  # (N, S*S, 2) in image pixels
-    scale = torch.tensor([2.0 / width, 2.0 / height], dtype=image.dtype, device=image.device)
-    grid = (points + 0.5) * scale - 1.0
-    batch = image.unsqueeze(0).expand(n, -1, -1, -1)
-    return F.grid_sample(batch, grid.reshape(n, size, size, 2), mode="bilinear",
-                         padding_mode="zeros", align_corners=False)
+    points = chip @ chip_to_image.to(image.device).transpose(1, 2)  # (N, S*S, 2) image pixels
+    lows = (points.amin(dim=1).floor() - 1).tolist()
+    highs = (points.amax(dim=1).ceil() + 2).tolist()
+    chips = []
+    for face, (low, high) in enumerate(zip(lows, highs, strict=True)):
+        x0, y0 = min(max(int(low[0]), 0), width), min(max(int(low[1]), 0), height)
+        x1, y1 = min(max(int(high[0]), 0), width), min(max(int(high[1]), 0), height)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            chips.append(torch.zeros((3, size, size), device=image.device))
+            continue
+        region = image[:, y0:y1, x0:x1].float()
+        scale = torch.tensor([2.0 / (x1 - x0), 2.0 / (y1 - y0)], device=image.device)
+        offset = torch.tensor([x0, y0], dtype=torch.float32, device=image.device)
+        grid = (points[face] - offset + 0.5) * scale - 1.0
+        chips.append(F.grid_sample(region[None], grid.view(1, size, size, 2), mode="bilinear",
+                                   padding_mode="zeros", align_corners=False)[0])
+    if not chips:
+        return torch.zeros((0, 3, size, size), device=image.device)
+    return torch.stack(chips)
 
 
 def landmark_alignment(faces: Faces, template: FloatArray) -> torch.Tensor:

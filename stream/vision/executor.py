@@ -60,19 +60,23 @@ class FrameFaces:
     quality: FloatArray  # (N,) for ranking thumbnails and exemplars
 
 
-def brighten_dark_frames(images: torch.Tensor, *, dark: float = 120.0, target: float = 200.0,
-                         max_gain: float = 4.0) -> torch.Tensor:
-    """Scale each dark frame of ``images`` (B, 3, H, W, 0..255), one whose bright end (98th
-    percentile of a pixel sample) is under ``dark``, so that its bright end reaches ``target``:
-    MTCNN misses faces in dim scenes and the embedder drifts on them. Other frames are left
-    as they are (brightening a normal frame would wash out its brightest faces)."""
-    sample = images[:, :, ::8, ::8].mean(dim=1).flatten(1)
+def exposure_gains(images: torch.Tensor, *, dark: float = 120.0, target: float = 200.0,
+                   max_gain: float = 4.0) -> torch.Tensor:
+    """A gain per image of ``images`` (B, 3, H, W, 0..255): 1 for most, more for a dark one,
+    whose bright end (98th percentile of a pixel sample) is under ``dark``, to bring that end to
+    ``target``. MTCNN misses faces in dim scenes and the embedder drifts on them; brightening a
+    normal frame would wash out its brightest faces, so those are left alone."""
+    sample = images[:, :, ::4, ::4].float().mean(dim=1).flatten(1)
     bright_end = torch.quantile(sample, 0.98, dim=1)
     gain = (target / bright_end.clamp(min=1.0)).clamp(1.0, max_gain)
-    gain = torch.where(bright_end < dark, gain, torch.ones_like(gain))
-    if bool((gain <= 1.0).all()):
-        return images
-    return (images * gain.view(-1, 1, 1, 1)).clamp(0.0, 255.0)
+    return torch.where(bright_end < dark, gain, torch.ones_like(gain))
+
+
+def apply_gain(images: torch.Tensor, gain: torch.Tensor | float) -> torch.Tensor:
+    """``images`` (float, 0..255) times ``gain`` (one per image, or one for all), clipped."""
+    if isinstance(gain, torch.Tensor):
+        gain = gain.view(-1, *([1] * (images.dim() - 1)))
+    return (images * gain).clamp(0.0, 255.0)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -108,17 +112,16 @@ class VisionWorker:
         ``sharpness_baseline`` is the source's, for the relative blur gate.
         """
         baseline = sharpness_baseline or SharpnessBaseline()
-        if not frames:
-            return []
         with torch.inference_mode():
-            images = torch.stack([torch.from_numpy(f.image) for f in frames]).to(self.device)
-            images = brighten_dark_frames(images.permute(0, 3, 1, 2).float())
-            found = self.detector.detect(images)
+            small, source_width = self._detection_batch(frames)
+            gains = exposure_gains(small)
+            found = self.detector.detect(apply_gain(small, gains), source_width=source_width)
             wanted = [~skip_embedding(frame, faces) if skip_embedding is not None
                       else np.ones(len(faces), np.bool_)
                       for frame, faces in zip(frames, found, strict=True)]
-            chips = [self.embedder.chips(image, faces.select(mask))
-                     for image, faces, mask in zip(images, found, wanted, strict=True)
+            chips = [apply_gain(self.embedder.chips(self._full_image(frame), faces.select(mask)),
+                                float(gain))
+                     for frame, faces, mask, gain in zip(frames, found, wanted, gains, strict=True)
                      if mask.any()]
             dim = self.embedder.dim
             vectors = np.zeros((0, dim), np.float32)
@@ -142,6 +145,22 @@ class VisionWorker:
                                              typical_sharpness=typical))
             start = end
         return results
+
+    def _detection_batch(self, frames: list[Frame]) -> tuple[torch.Tensor, int | None]:
+        """The detector's input (B, 3, h, w) float: the decoder's small copies when every frame
+        has one (with the full width they came from), else the frames themselves."""
+        copies = [frame.detect_image for frame in frames]
+        if all(copy is not None for copy in copies):
+            stacked = np.stack(copies)  # type: ignore[arg-type]
+            source_width: int | None = frames[0].width
+        else:
+            stacked, source_width = np.stack([frame.image for frame in frames]), None
+        tensor = torch.from_numpy(stacked).to(self.device).permute(0, 3, 1, 2).float()
+        return tensor, source_width
+
+    def _full_image(self, frame: Frame) -> torch.Tensor:
+        """The full-size frame as a (3, H, W) uint8 tensor on the device (no float copy)."""
+        return torch.from_numpy(frame.image).to(self.device).permute(2, 0, 1)
 
     def _grade(self, chips: torch.Tensor) -> tuple[FloatArray, FloatArray]:
         grey = (chips * torch.tensor([0.299, 0.587, 0.114], device=chips.device)

@@ -154,3 +154,13 @@ def test_sure_continuations_skip_only_unambiguous_identified_faces() -> None:
     skipped = Observation(1, 0.1, boxes[0], 0.99, None, 0.5, False)
     linked, _ = tracker.update(0.1, [skipped])
     assert linked[0] is tracks[0] and tracks[0].recent_embedding().shape == (DIM,)
+
+
+def test_after_a_gap_only_a_close_embedding_continues_a_track() -> None:
+    tracker = Tracker(link_distance=0.9, strict_distance=0.2, max_gap_s=1.5, max_reuse_s=0.35)
+    first, _ = tracker.update(0.0, [obs(0, (0, 0, 50, 50), near(0))])
+    # same place, a face 0.5 away: linked next frame, not after a one-second gap
+    other = unit(CENTRES[0] + 0.6 * CENTRES[1])
+    assert tracker.update(0.1, [obs(1, (0, 0, 50, 50), other)])[0][0] is first[0]
+    later, _ = tracker.update(1.1, [obs(11, (0, 0, 50, 50), near(2))])
+    assert later[0] is not first[0]
