@@ -150,6 +150,10 @@ def write_report(out: Path, document: dict[str, Any], detections: Iterable[Detec
                           "free space or choose another --out") from error
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
@@ -171,7 +175,7 @@ def render_html(document: dict[str, Any], thumbnails: dict[str, bytes]) -> str:
         rows.append(
             f'<li class="person"><img src="data:image/jpeg;base64,{image}" alt="face of {pid}">'
             f'<div class="info"><h2>{pid}</h2><p>{_clock(person["total_visible_s"])} on screen'
-            f' in {len(person["appearances"])} appearance(s), first at'
+            f' in {_count(len(person["appearances"]), "appearance")}, first at'
             f' {_clock(person["first_seen_s"])}</p>'
             f'<div class="timeline" role="img" aria-label="appearances of {pid}">{bars}</div>'
             f'</div></li>')
@@ -181,6 +185,8 @@ def render_html(document: dict[str, Any], thumbnails: dict[str, bytes]) -> str:
         warning = (f'<div class="warning"><strong>The video was damaged; this report covers '
                    f'what could be decoded.</strong><ul>{items}</ul></div>')
     body = "\n".join(rows) or '<p class="empty">No faces were found in this video.</p>'
+    count = len(document["persons"])
+    people = "1 person" if count == 1 else f"{count} people"
     source = html.escape(Path(document["source"]).name)
     embedder = html.escape(f'{document["embedder"]["name"]} ({document["embedder"]["version"]})')
     return f"""<!doctype html>
@@ -199,10 +205,11 @@ ul.people {{ list-style: none; padding: 0; }}
 .info p {{ margin: .2rem 0 .4rem; color: #444; }}
 .timeline {{ position: relative; height: 14px; background: #e6e6ea; border-radius: 3px; }}
 .bar {{ position: absolute; top: 0; bottom: 0; background: #2f6fde; border-radius: 3px; }}
-.axis {{ display: flex; justify-content: space-between; color: #777; font-size: .8rem; }}
+.axis {{ display: flex; justify-content: space-between; color: #777; font-size: .8rem;
+         margin-left: calc(96px + 1.6rem); margin-right: .6rem; }}
 .warning {{ background: #fff3cd; border: 1px solid #e0c060; padding: .5rem 1rem; }}
 </style></head><body>
-<header><h1>{len(document["persons"])} people in {source}</h1>
+<header><h1>{people} in {source}</h1>
 <p>{_clock(duration)} of video, {document["frames_analyzed"]} of {document["frames_decoded"]}
 frames analysed; embedder {embedder}.</p>
 <div class="axis"><span>0:00</span><span>{_clock(duration)}</span></div></header>
