@@ -138,6 +138,20 @@ class _Collector:
                                        float(box[3])), score, person)
 
 
+def _log_decisions(decided: list[Track], known: set[int]) -> None:
+    """Say who was just recognised: a new person, or one seen before coming back."""
+    for track in decided:
+        if track.identity is None:
+            continue
+        label = Gallery.label(track.identity)
+        start = track.observations[0].t
+        if track.identity in known:
+            log.info("%s is back at %.1f s", label, start)
+        else:
+            known.add(track.identity)
+            log.info("%s: new person at %.1f s", label, start)
+
+
 def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None, *,
                   progress: Callable[[float], None] | None = None,
                   worker: VisionWorker | None = None,
@@ -163,6 +177,7 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
              info.fps, embedder.name, worker.device)
     stats = DecodeStats()
     collector = _Collector()
+    known: set[int] = set()
     frames = prefetch(sampled_frames(info, options.sample_fps, stats,
                                      detect_width=worker.detector.detect_width))
     def skip(frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
@@ -177,11 +192,12 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
                             result.embeddings[i] if result.embedded[i] else None,
                             float(result.quality[i]), bool(result.good[i]))
                 for i in range(len(result.faces))]
-            tracks, _ = assigner.observe(result.frame.t, observations)
+            tracks, decided = assigner.observe(result.frame.t, observations)
             collector.add(result, tracks)
+            _log_decisions(decided, known)
         if progress is not None:
             progress(batch[-1].t)
-    assigner.finish()
+    _log_decisions(assigner.finish(), known)
     if stats.frames_decoded == 0:
         raise DecodeError(f"no frame of {video} could be decoded; the file is damaged or not a "
                           "video")

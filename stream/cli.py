@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from stream.analyze import AnalyzeOptions, analyze_video
     from stream.sources import probe
@@ -90,7 +91,7 @@ def _analyze(args: argparse.Namespace) -> int:
     total = round(info.duration_s, 1) if info.duration_s else None
     with tqdm(total=total, unit="s", desc="analysing", disable=args.quiet or None,
               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s video [{elapsed}<{remaining}]",
-              ) as bar:
+              ) as bar, logging_redirect_tqdm():
         def progress(t: float) -> None:
             bar.update(max(0.0, round(t, 1) - bar.n))
 
