@@ -76,8 +76,12 @@ class IdentityAssigner(Protocol):
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
+    """Runs of up to ``size`` frames of one frame size (a stream may change size midway)."""
     batch: list[Frame] = []
     for frame in frames:
+        if batch and frame.image.shape != batch[0].image.shape:
+            yield batch
+            batch = []
         batch.append(frame)
         if len(batch) == size:
             yield batch

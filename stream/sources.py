@@ -82,7 +82,6 @@ def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
     With ``detect_width``, each frame also carries the detector's smaller copy, scaled here by
     FFmpeg's area filter: in the decoder's thread, off the models' critical path.
     """
-    small = detect_size(info.width, info.height, detect_width)
     interval = 0.0 if sample_fps is None else 1.0 / sample_fps
     next_t = 0.0
     errors_in_row = 0
@@ -120,6 +119,7 @@ def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
                 stats.frames_sampled += 1
                 image = np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
                 detect_image = None
+                small = detect_size(frame.width, frame.height, detect_width)
                 if small is not None:
                     detect_image = np.asarray(frame.reformat(
                         width=small[0], height=small[1], format="rgb24", interpolation="AREA",

@@ -136,3 +136,4 @@ def test_console_entry_point(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().endswith("does not exist; give the path of a video file")
     assert "Traceback" not in done.stderr
+

@@ -1,0 +1,35 @@
+"""`facestream models` as users run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream.cli import main
+
+
+def test_list_and_verify(weights: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "dlib-resnet        ready" in listing
+    assert "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589" in listing
+    assert main(["models", "verify", "dlib-resnet", "face-api-samples"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["dlib-resnet: ok", "face-api-samples: ok"]
+
+
+def test_fetch_refuses_a_wrong_file_and_verify_catches_damage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    monkeypatch.setenv("FACESTREAM_HOME", str(tmp_path / "home"))
+    fake = tmp_path / "face-api.tgz"
+    fake.write_bytes(b"something else")
+    assert main(["models", "fetch", "dlib-resnet", "--from", str(fake)]) == 4
+    assert "sha256 mismatch" in capsys.readouterr().err
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    assert main(["-q", "models", "fetch", "facenet-casia", "--from", str(weights)]) == 0
+    stored = tmp_path / "home" / "models" / "facenet-casia" / "20180408-102900-casia-webface.pt"
+    stored.write_bytes(b"damaged")
+    assert main(["models", "verify", "facenet-casia"]) == 1
+    assert "does not match its sha256" in capsys.readouterr().out
