@@ -189,4 +189,4 @@ class Identifier:
         return False
 
 
-__all__ = ["Decision", "Identifier", "MatchSettings", "Observation", "Verdict", "decide"]
+__all__ = ["Decision", "Identifier", "MatchSettings", "Verdict", "candidates", "decide", "template"]

