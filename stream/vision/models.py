@@ -195,10 +195,14 @@ def _npm_tarball(workdir: Path, tarball: Path | None) -> Path:
 
 
 def _fetch_npm(model: ModelSpec, source: Path | None) -> None:
+    """Take ``model``'s files from the package tarball, and those of the other models it holds
+    that are not in the cache yet: one ``npm pack`` serves them all."""
+    others = [spec for spec in REGISTRY.values()
+              if spec.fetch_kind == "npm" and spec is not model and not is_ready(spec.name)]
+    wanted = {file.name: (spec, file) for spec in (model, *others) for file in spec.files}
     with tempfile.TemporaryDirectory(prefix="facestream-npm-") as tmp:
         workdir = Path(tmp)
         tarball = _npm_tarball(workdir, source)
-        wanted = {f.name: f for f in model.files}
         with tarfile.open(tarball) as archive:
             for member in archive.getmembers():
                 base = Path(member.name).name
@@ -208,9 +212,9 @@ def _fetch_npm(model: ModelSpec, source: Path | None) -> None:
                         continue
                     staged = workdir / base
                     staged.write_bytes(extracted.read())
-                    _install(model, wanted.pop(base), staged)
-        if wanted:
-            raise ModelError(f"{FACE_API_PACKAGE} lacks {', '.join(wanted)}")
+                    _install(*wanted.pop(base), staged)
+    if wanted:
+        raise ModelError(f"{FACE_API_PACKAGE} lacks {', '.join(wanted)}")
 
 
 def _fetch_url(model: ModelSpec, source: Path | None, allow_download: bool) -> None:
