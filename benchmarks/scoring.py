@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchmarks.synthetic import MERGE_GAP_S, Box, GroundTruth
+from stream.identity.track import box_iou
 
 MIN_IOU = 0.4
 TARGET_F = 0.99
@@ -95,17 +96,6 @@ def load_output(out_dir: Path) -> Output:
         frames_analyzed=int(report.get("frames_analyzed", 0)),
         analyzed_frames=None if explicit is None else frozenset(int(i) for i in explicit),
     )
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two x1,y1,x2,y2 boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)

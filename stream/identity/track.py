@@ -66,7 +66,10 @@ class Track:
         return unit
 
 
-def box_iou(a: FloatArray, b: FloatArray) -> float:
+BoxLike = FloatArray | tuple[float, float, float, float]
+
+
+def box_iou(a: BoxLike, b: BoxLike) -> float:
     """Intersection over union of two x1, y1, x2, y2 boxes."""
     inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

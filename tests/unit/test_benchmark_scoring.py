@@ -10,12 +10,12 @@ import pytest
 
 from benchmarks.scoring import (
     bcubed,
-    box_iou,
     interval_iou,
     merge_intervals,
     score,
 )
 from benchmarks.synthetic import Box, FrameTruth, GroundTruth, TruthFace, load_truth, truth_path
+from stream.identity.track import box_iou
 
 FPS = 10.0
 FRAMES = 40
