@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="face embedder (default: facenet-vggface2 when its weights are "
                          "cached, else dlib-resnet)")
     analyze.add_argument("--weights", type=Path, default=None,
-                         help="local weights file for the embedder")
+                         help="local weights file for the embedder (for dlib-resnet: the "
+                         "face-api npm tarball)")
     analyze.add_argument("--allow-download", action="store_true",
                          help="let facenet weights be downloaded from their upstream release")
     analyze.add_argument("--threshold", type=_positive_float, default=None,

