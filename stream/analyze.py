@@ -157,12 +157,13 @@ def _log_decisions(decided: list[Track], known: set[int]) -> None:
 
 
 def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None, *,
-                  progress: Callable[[float], None] | None = None,
+                  progress: Callable[[float, float | None], None] | None = None,
                   worker: VisionWorker | None = None,
                   assigner: IdentityAssigner | None = None) -> AnalyzeResult:
     """Analyse ``video`` and write the report into ``out``.
 
-    ``progress`` is called with the video time reached. ``worker`` reuses loaded models;
+    ``progress`` is called with the video time reached and the duration the file's header
+    gives (``None`` when it gives none). ``worker`` reuses loaded models;
     ``assigner`` replaces the product's identity assignment (benchmarks' baseline).
     """
     options = options or AnalyzeOptions()
@@ -200,7 +201,7 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
             collector.add(result, tracks)
             _log_decisions(decided, known)
         if progress is not None:
-            progress(batch[-1].t)
+            progress(batch[-1].t, info.duration_s)
     _log_decisions(assigner.finish(), known)
     if stats.frames_decoded == 0:
         raise DecodeError(f"no frame of {video} could be decoded; the file is damaged or not a "

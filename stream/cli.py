@@ -82,23 +82,21 @@ def _analyze(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from stream.analyze import AnalyzeOptions, analyze_video
-    from stream.sources import probe
 
     options = AnalyzeOptions(sample_fps=args.sample_fps, detect_width=args.detect_width,
                              embedder=args.embedder, weights=args.weights,
                              allow_download=args.allow_download, threshold=args.threshold,
                              device=args.device)
-    info = probe(args.video)
-    total = round(info.duration_s, 1) if info.duration_s else None
-    with tqdm(total=total, unit="s", desc="analysing", disable=args.quiet or None,
+    with tqdm(unit="s", desc="analysing", disable=args.quiet or None,
               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s video [{elapsed}<{remaining}]",
               ) as bar, logging_redirect_tqdm():
-        def progress(t: float) -> None:
+        def progress(t: float, duration: float | None) -> None:
+            if duration and bar.total is None:
+                bar.total = round(duration, 1)
             bar.update(max(0.0, round(t, 1) - bar.n))
 
         result = analyze_video(args.video, args.out, options, progress=progress)
-        if total:
-            bar.update(max(0.0, total - bar.n))
+        progress(result.duration_s, result.duration_s)
     for problem in result.problems[:3]:
         log.warning("%s", problem)
     if result.problems:
