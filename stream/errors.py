@@ -4,7 +4,8 @@
 
     StreamError                 anything facestream reports to the user as one line
     ├── InputError              a video, photo or argument the user gave is unusable
-    │   └── DecodeError         the file is not a video, or no frame of it decodes
+    │   ├── DecodeError         the file is not a video, or no frame of it decodes
+    │   └── ConfigError         a configuration file or value is invalid (names the line)
     ├── OutputError             the output directory cannot be written
     └── ModelError              model weights are missing, corrupt or cannot be fetched
 
@@ -27,6 +28,10 @@ class InputError(StreamError):
 
 class DecodeError(InputError):
     """The input is not a video, or none of it can be decoded."""
+
+
+class ConfigError(InputError):
+    """A configuration file or value is invalid; the message names the file and line."""
 
 
 class OutputError(StreamError):

@@ -20,6 +20,7 @@ class Frame:
     image: ImageArray  # (H, W, 3) uint8, RGB
     # A smaller copy for the detector, made by the decoder's scaler when it knows the size
     detect_image: ImageArray | None = None
+    captured_at: float | None = None  # wall clock (time.time()) when a live source decoded it
 
     @property
     def width(self) -> int:

@@ -12,6 +12,9 @@ from stream.vision import models
 
 torch.set_num_threads(2)
 
+# Real servers on loopback, started by fixtures: a mosquitto broker and a GStreamer RTSP server.
+pytest_plugins = ["tests.fixtures.mosquitto", "tests.fixtures.rtsp"]
+
 
 @pytest.fixture(scope="session")
 def weights() -> None:

@@ -1,0 +1,1 @@
+"""The live service: asyncio wiring of cameras, the model thread, the event bus and the sinks."""
