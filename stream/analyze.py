@@ -18,6 +18,7 @@ from stream.identity.track import Observation, Track
 from stream.report import (
     Detection,
     Person,
+    face_crop,
     merge_spans,
     prepare_output,
     report_document,
@@ -90,18 +91,6 @@ def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
         yield batch
 
 
-def face_crop(image: ImageArray, box: np.ndarray, margin: float = 0.35) -> ImageArray:
-    """A square crop around ``box`` with ``margin`` of its size on every side, for thumbnails."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    height, width = image.shape[:2]
-    left, top = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
-    right, bottom = min(width, int(cx + side / 2)), min(height, int(cy + side / 2))
-    crop: ImageArray = np.ascontiguousarray(image[top:bottom, left:right])
-    return crop
-
-
 class _Collector:
     """Keeps what the report needs while frames stream past: detections, tracks, thumbnails."""
 
@@ -140,6 +129,15 @@ class _Collector:
             person = Gallery.label(track.identity) if track.identity is not None else None
             yield Detection(frame, t, (float(box[0]), float(box[1]), float(box[2]),
                                        float(box[3])), score, person)
+
+
+def observations(result: FrameFaces) -> list[Observation]:
+    """The faces the models found on one frame, as the identity stage takes them."""
+    return [Observation(result.frame.index, result.frame.t, result.faces.boxes[i],
+                        float(result.faces.scores[i]),
+                        result.embeddings[i] if result.embedded[i] else None,
+                        float(result.quality[i]), bool(result.good[i]))
+            for i in range(len(result.faces))]
 
 
 def _log_decisions(decided: list[Track], known: set[int]) -> None:
@@ -190,14 +188,8 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
 
     sharpness = SharpnessBaseline()
     for batch in _batches(frames, options.batch_frames):
-        for result in worker.process(batch, skip, sharpness):
-            observations = [
-                Observation(result.frame.index, result.frame.t, result.faces.boxes[i],
-                            float(result.faces.scores[i]),
-                            result.embeddings[i] if result.embedded[i] else None,
-                            float(result.quality[i]), bool(result.good[i]))
-                for i in range(len(result.faces))]
-            tracks, decided = assigner.observe(result.frame.t, observations)
+        for result in worker.process(batch, skip, [sharpness] * len(batch)):
+            tracks, decided = assigner.observe(result.frame.t, observations(result))
             collector.add(result, tracks)
             _log_decisions(decided, known)
         if progress is not None:
@@ -219,4 +211,4 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
     return AnalyzeResult(out, len(persons), stats.frames_sampled, duration, stats.problems)
 
 
-__all__ = ["AnalyzeOptions", "AnalyzeResult", "IdentityAssigner", "analyze_video"]
+__all__ = ["AnalyzeOptions", "AnalyzeResult", "IdentityAssigner", "analyze_video", "observations"]

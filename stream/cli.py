@@ -6,9 +6,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr, ValidationError
 
 from stream import __version__
-from stream.errors import StreamError
+from stream.errors import ConfigError, StreamError
+
+if TYPE_CHECKING:
+    from stream.config import ServiceConfig
 
 log = logging.getLogger("facestream")
 
@@ -63,6 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
                          "one)")
     analyze.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
+    run = commands.add_parser(
+        "run", help="watch live cameras and publish appearance events",
+        description="Watch cameras (RTSP, HTTP/HLS, webcams, files played as live) and publish "
+        "appearance events over WebSocket (/events) and MQTT. Give sources (optionally named: "
+        "door=rtsp://...) or one YAML configuration file; options override the file.")
+    run.add_argument("sources", nargs="+", metavar="SOURCE",
+                     help="rtsp://, http(s)://, /dev/videoN, a video file, or CONFIG.yaml")
+    run.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://host:1883")
+    run.add_argument("--token", help="shared token required on every HTTP and WebSocket "
+                     "request (default: $FACESTREAM_TOKEN when set)")
+    run.add_argument("--host", help="address the HTTP server listens on (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="HTTP port (default 8080; 0: any free port)")
+    run.add_argument("--sample-fps", type=_positive_float,
+                     help="frames analysed per second per camera (default 5)")
+    run.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                     help="play files at their own frame rate (default: yes)")
+    run.add_argument("--loop", action="store_true", default=None,
+                     help="play files again from the start when they end")
+    run.add_argument("--embedder", choices=EMBEDDERS, default=None)
+    run.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+
+    check = commands.add_parser("check-config", help="validate a YAML configuration file")
+    check.add_argument("config", type=Path, help="the YAML file")
+
     model_cmd = commands.add_parser("models", help="list, fetch or verify model weights")
     model_actions = model_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
     model_actions.add_parser("list", help="models, their files and whether they are cached")
@@ -107,6 +137,72 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_config(args: argparse.Namespace) -> ServiceConfig:
+    """The service configuration from a YAML file or source URLs, with the options on top."""
+    import os
+    import re
+
+    from stream.config import ServiceConfig, load_config
+
+    if len(args.sources) == 1 and args.sources[0].endswith((".yaml", ".yml")):
+        document = load_config(Path(args.sources[0])).model_dump(mode="python")
+    else:
+        cameras = []
+        for number, source in enumerate(args.sources, start=1):
+            named = re.match(r"^([A-Za-z0-9_-]{1,64})=(.+)$", source)
+            name, url = named.groups() if named else (f"cam{number}", source)
+            cameras.append({"name": name, "url": url})
+        document = {"cameras": cameras}
+    for camera in document["cameras"]:
+        for key in ("sample_fps", "realtime", "loop"):
+            if getattr(args, key) is not None:
+                camera[key] = getattr(args, key)
+    server = document.setdefault("server", {})
+    token = args.token or os.environ.get("FACESTREAM_TOKEN")
+    for key, value in (("host", args.host), ("port", args.port), ("token", token)):
+        if value is not None:
+            server[key] = value
+    if isinstance(server.get("token"), SecretStr):
+        server["token"] = server["token"].get_secret_value()
+    if args.mqtt:
+        document["mqtt"] = {**(document.get("mqtt") or {}), "url": args.mqtt}
+    engine = document.setdefault("engine", {})
+    for key in ("embedder", "device"):
+        if getattr(args, key) is not None:
+            engine[key] = getattr(args, key)
+    try:
+        return ServiceConfig.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in error.errors())
+        raise ConfigError(f"invalid arguments: {problems}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from stream.service.app import serve
+
+    asyncio.run(serve(_run_config(args)))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from stream.config import load_config
+    from stream.sources import redact_url
+
+    config = load_config(args.config)
+    print(f"{args.config}: valid")
+    for camera in config.cameras:
+        print(f"  camera {camera.name}: {redact_url(camera.url)} ({camera.kind}, "
+              f"{camera.sample_fps:g} fps analysed)")
+    server = config.server
+    print(f"  server: http://{server.host}:{server.port} (token "
+          f"{'required' if server.token else 'not required'})")
+    print(f"  mqtt: {redact_url(config.mqtt.url) if config.mqtt else 'off'}")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from stream.vision import models
 
@@ -144,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("facestream", "stream"):  # not the root: libraries' info logs stay quiet
         logging.getLogger(name).setLevel(level)
     try:
-        if args.command == "analyze":
-            return _analyze(args)
-        return _models(args)
+        commands = {"analyze": _analyze, "run": _run, "check-config": _check_config,
+                    "models": _models}
+        return commands[args.command](args)
     except StreamError as error:
         if args.debug:
             raise

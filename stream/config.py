@@ -6,12 +6,27 @@ Unknown keys and bad values are errors; loading from YAML names the line of the 
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from stream.errors import ConfigError
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -19,6 +34,11 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _none_if_empty(value: object) -> object:
+    # `password: ${MQTT_PASSWORD:-}` leaves "" when the variable is unset: that means no password.
+    return None if value == "" else value
 
 
 def source_kind(url: str) -> Literal["network", "webcam", "file"]:
@@ -127,6 +147,11 @@ class ServerSettings(_Strict):
     ping_timeout_s: float = Field(10.0, gt=0, le=600, description="a client that does not "
                                   "answer a ping within this is disconnected")
 
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        return _none_if_empty(value)
+
 
 class TlsSettings(_Strict):
     """TLS for the MQTT connection."""
@@ -151,6 +176,11 @@ class MqttSettings(_Strict):
     tls: TlsSettings | None = Field(None, description="TLS settings (implied by mqtts://)")
     queue: int = Field(1000, ge=1, le=1000000, description="events buffered while the broker "
                        "is away; the oldest are dropped beyond this")
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _credentials(cls, value: object) -> object:
+        return _none_if_empty(value)
 
     @field_validator("url")
     @classmethod
@@ -188,7 +218,206 @@ class ServiceConfig(_Strict):
     @model_validator(mode="after")
     def _unique_names(self) -> ServiceConfig:
         names = [camera.name for camera in self.cameras]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                # "index" in the context lets load_config point at the repeated name's line.
+                raise PydanticCustomError(
+                    "duplicate_camera_name",
+                    f"camera name {name!r} is already used by cameras[{names.index(name)}]; "
+                    "give each camera its own name", {"index": index})
         return self
+
+
+# --- loading from YAML ---------------------------------------------------------------------------
+
+_Loc = tuple[int | str, ...]
+_Problem = tuple[int, str]  # (1-based line, "where: what")
+_STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
+# "$${" is a literal "${"; "${NAME}" or "${NAME:-default}" is a variable; any other "${" is a typo.
+_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^{}]*))?\}|\$\{")
+
+
+def load_config(path: Path) -> ServiceConfig:
+    """Read and validate the YAML configuration file at ``path``.
+
+    String values may hold ``${VAR}`` or ``${VAR:-default}`` (the default also replaces an
+    empty variable); ``$${`` stands for a literal ``${``. Raises :class:`ConfigError` naming
+    the file and the line of every problem found.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file; check the path "
+                          "(configs/example.yaml is a documented example)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration file is not UTF-8 text; save it as "
+                          "UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror}); "
+                          "check that it is a readable file") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_message(path, exc)) from None
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _NULL_TAG):
+        raise ConfigError(f"{path}: the configuration file is empty; it needs at least a "
+                          "cameras: list (see configs/example.yaml)")
+    if not isinstance(root, yaml.MappingNode):
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        raise ConfigError(f"{path} line {_line(root)}: the top level is {kind}; it must be a "
+                          "mapping of sections such as cameras:, engine: and server:")
+
+    problems: list[_Problem] = []
+    _prepare(root, (), set(), problems)
+    if problems:
+        raise ConfigError(_report(path, problems))
+    loader = yaml.SafeLoader("")
+    try:
+        data = loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_message(path, exc)) from None
+    finally:
+        loader.dispose()
+    try:
+        return ServiceConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_report(path, [_problem(root, error) for error in exc.errors()])) \
+            from None
+
+
+def _prepare(node: yaml.Node, loc: _Loc, seen: set[int], problems: list[_Problem]) -> None:
+    """Substitute environment variables in string scalars and find repeated keys, in place."""
+    if id(node) in seen:  # an alias: the anchored node is done already
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
+        try:
+            node.value = _expand(node.value)
+        except ValueError as exc:
+            problems.append((_line(node), f"{_where(loc)}: {exc}"))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _prepare(item, (*loc, index), seen, problems)
+    elif isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+            if name in first:
+                problems.append((_line(key), f"{_where((*loc, name))}: repeated key (first on "
+                                 f"line {first[name]}); keep only one"))
+            first.setdefault(name, _line(key))
+            _prepare(value, (*loc, name), seen, problems)
+
+
+def _expand(value: str) -> str:
+    """``value`` with its ``${VAR}``, ``${VAR:-default}`` and ``$${`` replaced."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if match.group(0) == "$${":
+            return "${"
+        if name is None:
+            raise ValueError("malformed ${...}: write ${NAME} or ${NAME:-default}, or $${ for "
+                             "a literal ${")
+        if default is not None:
+            return os.environ.get(name) or default
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set; set it or give a "
+                             f"default as ${{{name}:-default}}")
+        return os.environ[name]
+
+    return _ENV.sub(replace, value)
+
+
+def _problem(root: yaml.Node, error: ErrorDetails) -> _Problem:
+    """One pydantic error as (line, "where: what")."""
+    loc: _Loc = tuple(error["loc"])
+    if error["type"] == "duplicate_camera_name" and "ctx" in error:
+        loc = ("cameras", error["ctx"]["index"], "name")
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        known = list(_model_at(loc[:-1]).model_fields)
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        message = f"unknown key (known: {', '.join(known)})"
+        if guess:
+            message += f"; did you mean {guess[0]}?"
+    elif error["type"] == "missing":
+        message = "required key is missing; add it"
+    return _line_at(root, loc), f"{_where(loc)}: {message}"
+
+
+def _line_at(root: yaml.Node, loc: _Loc) -> int:
+    """The line of the node at ``loc``, or of its nearest parent in the file.
+
+    A mapping entry is named by its key's line: an empty value has no line of its own.
+    """
+    node, line = root, _line(root)
+    for item in loc:
+        if isinstance(node, yaml.SequenceNode) and isinstance(item, int) \
+                and 0 <= item < len(node.value):
+            node = node.value[item]
+            line = _line(node)
+        elif isinstance(node, yaml.MappingNode):
+            entry = next(((key, value) for key, value in node.value
+                          if isinstance(key, yaml.ScalarNode) and key.value == str(item)), None)
+            if entry is None:
+                break
+            node, line = entry[1], _line(entry[0])
+        else:
+            break
+    return line
+
+
+def _model_at(loc: _Loc) -> type[BaseModel]:
+    """The model that validates the mapping at ``loc`` (:class:`ServiceConfig` when unknown)."""
+    annotation: Any = ServiceConfig
+    for item in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(item, int) and get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        elif isinstance(item, str) and _is_model(annotation) and item in annotation.model_fields:
+            annotation = annotation.model_fields[item].annotation
+        else:
+            return ServiceConfig
+    annotation = _unwrap(annotation)
+    return annotation if _is_model(annotation) else ServiceConfig
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X`` for ``X | None``, else ``annotation``."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return get_origin(annotation) is None and isinstance(annotation, type) \
+        and issubclass(annotation, BaseModel)
+
+
+def _where(loc: _Loc) -> str:
+    """``("cameras", 0, "url")`` as ``cameras[0].url``."""
+    text = "".join(f"[{item}]" if isinstance(item, int) else f".{item}" for item in loc)
+    return text.removeprefix(".") or "top level"
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _report(path: Path, problems: list[_Problem]) -> str:
+    lines = [f"{path} line {line}: {text}" for line, text in sorted(problems,
+                                                                      key=lambda p: p[0])]
+    if len(lines) == 1:
+        return lines[0]
+    return "\n".join([f"{path}: {len(lines)} problems", *lines])
+
+
+def _yaml_message(path: Path, exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        return (f"{path} line {exc.problem_mark.line + 1}: invalid YAML: {exc.problem}; fix the "
+                "syntax there (quote values that hold ': ' or ' #')")
+    return f"{path}: invalid YAML ({exc}); fix the file's syntax"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from stream.errors import OutputError
@@ -116,6 +117,18 @@ def report_document(*, source: Path, duration_s: float, fps: float, frames_decod
             "detections": p.detections,
         } for p in ordered],
     }
+
+
+def face_crop(image: ImageArray, box: np.ndarray, margin: float = 0.35) -> ImageArray:
+    """A square crop around ``box`` with ``margin`` of its size on every side, for thumbnails."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    height, width = image.shape[:2]
+    left, top = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+    right, bottom = min(width, int(cx + side / 2)), min(height, int(cy + side / 2))
+    crop: ImageArray = np.ascontiguousarray(image[top:bottom, left:right])
+    return crop
 
 
 def jpeg_bytes(image: ImageArray, quality: int = 90) -> bytes:

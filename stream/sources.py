@@ -1,17 +1,25 @@
-"""Opening and decoding video files with PyAV, keeping only the frames to analyse."""
+"""Opening and decoding video with PyAV, keeping only the frames to analyse: files for
+``analyze``, and cameras (network streams, webcams, files) read live in their own threads."""
 
 from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 import numpy as np
+from av.container import InputContainer
 
+from stream.config import CameraConfig, SourceSettings
 from stream.errors import DecodeError, InputError
 from stream.types import Frame
 
@@ -74,16 +82,44 @@ def detect_size(width: int, height: int, detect_width: int | None) -> tuple[int,
     return detect_width, round(height * detect_width / width)
 
 
+class Sampler:
+    """Picks frames at about ``fps`` out of increasing timestamps (every frame when ``None``)."""
+
+    def __init__(self, fps: float | None) -> None:
+        self.interval = 0.0 if fps is None else 1.0 / fps
+        self.next_t = 0.0
+
+    def due(self, t: float) -> bool:
+        """Whether the frame at ``t`` seconds is to be analysed."""
+        if t + 1e-6 < self.next_t:
+            return False
+        # Half an interval of slack keeps the rate when timestamps jitter around the grid
+        self.next_t = max(self.next_t + self.interval, t + self.interval / 2)
+        return True
+
+
+def to_frame(frame: av.VideoFrame, index: int, t: float, detect_width: int | None,
+             captured_at: float | None = None) -> Frame:
+    """``frame`` in RGB; with ``detect_width``, also the detector's smaller copy, scaled by
+    FFmpeg's area filter in the decoding thread, off the models' critical path."""
+    image = np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
+    detect_image = None
+    small = detect_size(frame.width, frame.height, detect_width)
+    if small is not None:
+        detect_image = np.asarray(frame.reformat(
+            width=small[0], height=small[1], format="rgb24", interpolation="AREA",
+        ).to_ndarray(), np.uint8)
+    return Frame(index, t, image, detect_image, captured_at)
+
+
 def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats, *,
-                   detect_width: int | None = None) -> Iterator[Frame]:
+                   detect_width: int | None = None) -> Generator[Frame, None, None]:
     """Decode the video, yielding RGB frames at about ``sample_fps`` (all frames when ``None``
     or when the video is slower). Broken packets are skipped and counted in ``stats``.
 
-    With ``detect_width``, each frame also carries the detector's smaller copy, scaled here by
-    FFmpeg's area filter: in the decoder's thread, off the models' critical path.
+    With ``detect_width``, each frame also carries the detector's smaller copy (:func:`to_frame`).
     """
-    interval = 0.0 if sample_fps is None else 1.0 / sample_fps
-    next_t = 0.0
+    sampler = Sampler(sample_fps)
     errors_in_row = 0
     with av.open(str(info.path)) as container:
         stream = container.streams.video[0]
@@ -113,18 +149,10 @@ def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
                     stats.problems.append(f"frames missing between {stats.last_t:.2f} s and "
                                           f"{t:.2f} s")
                 stats.last_t = max(stats.last_t, t)
-                if t + 1e-6 < next_t:
+                if not sampler.due(t):
                     continue
-                next_t = max(next_t + interval, t + interval / 2)
                 stats.frames_sampled += 1
-                image = np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
-                detect_image = None
-                small = detect_size(frame.width, frame.height, detect_width)
-                if small is not None:
-                    detect_image = np.asarray(frame.reformat(
-                        width=small[0], height=small[1], format="rgb24", interpolation="AREA",
-                    ).to_ndarray(), np.uint8)
-                yield Frame(index, t, image, detect_image)
+                yield to_frame(frame, index, t, detect_width)
     if info.duration_s is not None and stats.last_t + 1.0 < info.duration_s:
         stats.problems.append(f"the video stops at {stats.last_t:.2f} s but its header says "
                               f"{info.duration_s:.2f} s: the file is truncated")
@@ -163,3 +191,290 @@ def prefetch(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+# Live sources: cameras read in their own threads, newest frame wins.
+
+CameraState = Literal["connecting", "streaming", "reconnecting", "failed", "stopped"]
+# PyAV's read timeout; its interrupt is the only way into a blocked read, so reads give up this
+# often to look at the stop flag (and resume where they were when it is not set).
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """A camera's change of state, with why (for "reconnecting", "failed", "stopped")."""
+
+    camera: str
+    state: CameraState
+    reason: str | None = None
+    retry_in_s: float | None = None
+
+
+@dataclass
+class CameraStats:
+    """Counts written by the camera's thread and read by others."""
+
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    frames_dropped: int = 0  # sampled frames replaced before they were taken
+    reconnects: int = 0
+    state: CameraState = "connecting"
+
+
+class _SourceLostError(Exception):
+    """A live source stopped delivering video; the message is the reason."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info replaced by ``***``, for logs and statuses."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, _, host = parts.netloc.rpartition("@")
+    user = user_info.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _describe(error: Exception) -> str:
+    """A one-line reason for ``error`` without the URL (FFmpeg's message names the file)."""
+    if isinstance(error, av.FFmpegError | OSError) and error.strerror:
+        return str(error.strerror)
+    return str(error) or type(error).__name__
+
+
+class Camera:
+    """Reads one source in its own thread and keeps only the newest sampled frame (latest wins).
+
+    Network streams and webcams are reconnected forever with capped, jittered exponential
+    backoff; files play at their own rate (``realtime``) or as fast as they decode, and loop
+    when asked. Changes of state go to ``on_status``, called from the camera's thread.
+    """
+
+    def __init__(self, config: CameraConfig, settings: SourceSettings, *,
+                 detect_width: int | None, on_status: Callable[[CameraStatus], None],
+                 frame_ready: threading.Event) -> None:
+        self.name = config.name
+        self.config = config
+        self.settings = settings
+        self.detect_width = detect_width
+        self.stats = CameraStats()
+        self._on_status = on_status
+        self._frame_ready = frame_ready
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._slot: Frame | None = None
+        self._started_at = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Start reading in the camera's thread."""
+        self._started_at = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end (it does within about ``POLL_S``); safe to call again."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end, at most ``timeout`` seconds."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """Whether the camera's thread is running."""
+        return self._thread.is_alive()
+
+    def take(self) -> Frame | None:
+        """The newest sampled frame not taken yet, or ``None``; it is removed from the slot."""
+        with self._lock:
+            frame, self._slot = self._slot, None
+        return frame
+
+    def _report(self, state: CameraState, reason: str | None = None,
+                retry_in_s: float | None = None) -> None:
+        self.stats.state = state
+        self._on_status(CameraStatus(self.name, state, reason, retry_in_s))
+
+    def _offer(self, frame: Frame) -> None:
+        with self._lock:
+            if self._slot is not None:
+                self.stats.frames_dropped += 1
+            self._slot = frame
+        self.stats.frames_sampled += 1
+        self._frame_ready.set()
+
+    def _fail(self, reason: str) -> None:
+        log.warning("camera %s: %s", self.name, reason)
+        self._report("failed", reason)
+
+    def _run(self) -> None:
+        try:
+            if self.config.kind == "file":
+                self._play_file()
+            else:
+                self._watch_stream()
+        except Exception as error:  # a bug, not a camera problem: say so instead of hanging
+            log.exception("camera %s: unexpected error", self.name)
+            self._report("failed", f"unexpected error: {_describe(error)}")
+
+    # Files
+
+    def _play_file(self) -> None:
+        url = self.config.url
+        path = Path(urlsplit(url).path) if url.lower().startswith("file:") else Path(url)
+        try:
+            info = probe(path)
+        except InputError as error:
+            self._fail(str(error))
+            return
+        offset_t = 0.0  # the camera's time at the start of this pass through the file
+        while not self._stop.is_set():
+            played = DecodeStats()
+            try:
+                self._play_once(info, played, offset_t)
+            except (av.FFmpegError, OSError) as error:  # e.g. the file went away
+                self._fail(f"cannot read {path}: {_describe(error)}")
+                return
+            if self._stop.is_set():
+                break
+            if not played.frames_sampled:
+                self._fail(f"no frame of {path} decodes")
+                return
+            if not self.config.loop:
+                self._report("stopped", "end of file")
+                return
+            offset_t += played.last_t + 1 / info.fps
+        self._report("stopped", "shut down")
+
+    def _play_once(self, info: VideoInfo, played: DecodeStats, offset_t: float) -> None:
+        first_index = self.stats.frames_decoded
+        started = time.monotonic()
+        first_t: float | None = None
+        with closing(sampled_frames(info, self.config.sample_fps, played,
+                                    detect_width=self.detect_width)) as frames:
+            for frame in frames:
+                self.stats.frames_decoded = first_index + played.frames_decoded
+                if self.stats.state != "streaming":
+                    self._report("streaming")
+                if self.config.realtime:
+                    first_t = frame.t if first_t is None else first_t
+                    if self._stop.wait(started + frame.t - first_t - time.monotonic()):
+                        return
+                elif self._stop.is_set():
+                    return
+                self._offer(replace(frame, index=first_index + frame.index,
+                                    t=offset_t + frame.t, captured_at=time.time()))
+        self.stats.frames_decoded = first_index + played.frames_decoded
+
+    # Network streams and webcams
+
+    def _watch_stream(self) -> None:
+        log.info("camera %s: connecting to %s", self.name, redact_url(self.config.url))
+        self._report("connecting")
+        backoff = self.settings.backoff_initial_s
+        while not self._stop.is_set():
+            delivered, reason = self._session()
+            if self._stop.is_set():
+                break
+            if delivered:
+                backoff = self.settings.backoff_initial_s
+            delay = backoff * random.uniform(0.5, 1.0)
+            backoff = min(backoff * 2, self.settings.backoff_max_s)
+            self.stats.reconnects += 1
+            log.warning("camera %s: %s; reconnecting in %.1f s", self.name, reason, delay)
+            self._report("reconnecting", reason, delay)
+            self._stop.wait(delay)
+        self._report("stopped", "shut down")
+
+    def _session(self) -> tuple[bool, str]:
+        """One connection: hand over frames until the source fails, ends or ``stop()``.
+
+        Returns whether frames came and why the connection ended.
+        """
+        delivered = False
+        sampler = Sampler(self.config.sample_fps)
+        try:
+            container = self._open()
+            if container is None:
+                return False, "stopped"
+            with container:
+                if not container.streams.video:
+                    raise _SourceLostError("the source has no video stream")
+                for frame in self._decode(container, container.streams.video[0]):
+                    index = self.stats.frames_decoded
+                    self.stats.frames_decoded += 1
+                    if not delivered:
+                        delivered = True
+                        self._report("streaming")
+                    t = time.monotonic() - self._started_at
+                    if sampler.due(t):
+                        self._offer(to_frame(frame, index, t, self.detect_width, time.time()))
+        except (_SourceLostError, av.FFmpegError, OSError) as error:
+            return delivered, _describe(error)
+        return delivered, "the stream ended"
+
+    def _open(self) -> InputContainer | None:
+        """Open the source, or ``None`` when ``stop()`` comes first.
+
+        PyAV's open timeout cannot be cut short, so the open runs in a helper thread that this
+        one stops waiting for; an abandoned container is closed when the helper drops it.
+        """
+        url = self.config.url
+        options = {"rtsp_transport": "tcp"} if url.lower().startswith("rtsp") else {}
+        source_format = "v4l2" if self.config.kind == "webcam" else None
+        timeout = (self.settings.connect_timeout_s, min(POLL_S, self.settings.read_timeout_s))
+        result: queue.Queue[InputContainer | Exception] = queue.Queue()
+
+        def run() -> None:
+            started = time.monotonic()
+            try:
+                result.put(av.open(url, format=source_format, options=options,
+                                   timeout=timeout))
+            except Exception as error:  # handed to the camera's thread
+                # A timed-out open can surface as any error (RTSP: "invalid data")
+                if time.monotonic() - started >= self.settings.connect_timeout_s:
+                    reason = f"no answer within {self.settings.connect_timeout_s:g} s"
+                else:
+                    reason = f"cannot open: {_describe(error)}"
+                result.put(_SourceLostError(reason))
+
+        threading.Thread(target=run, name=f"camera-{self.name}-open", daemon=True).start()
+        while not self._stop.is_set():
+            try:
+                item = result.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if isinstance(item, Exception):
+                raise item
+            return item
+        return None
+
+    def _decode(self, container: InputContainer, stream: av.VideoStream
+                ) -> Iterator[av.VideoFrame]:
+        """The stream's frames until it ends or ``stop()``; ``_SourceLostError`` after
+        ``read_timeout_s`` without data or after too many undecodable packets in a row."""
+        stream.thread_type = "AUTO"
+        last_data = time.monotonic()
+        errors_in_row = 0
+        while not self._stop.is_set():
+            try:
+                for packet in container.demux(stream):
+                    last_data = time.monotonic()
+                    try:
+                        frames = packet.decode()
+                        errors_in_row = 0
+                    except av.InvalidDataError:  # e.g. joined between key frames
+                        errors_in_row += 1
+                        if errors_in_row >= MAX_DECODE_ERRORS:
+                            raise _SourceLostError("the video does not decode") from None
+                        continue
+                    yield from frames
+                    if self._stop.is_set():
+                        return
+                return
+            except av.ExitError:  # the poll timeout: the read resumes on the next demux()
+                if time.monotonic() - last_data > self.settings.read_timeout_s:
+                    raise _SourceLostError(f"no video for {self.settings.read_timeout_s:g} s"
+                                     ) from None

@@ -7,20 +7,12 @@ events, never slows the publisher or the other consumers, and is told how many i
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+
+from stream.events import Event, wall_time
 
 EVENT_SCHEMA = "facestream.event/1"
-Event = dict[str, Any]
-
-
-def wall_time(seconds: float | None = None) -> str:
-    """An ISO 8601 UTC timestamp with milliseconds, for event fields."""
-    seconds = time.time() if seconds is None else seconds
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{stamp}.{int(seconds * 1000) % 1000:03d}Z"
 
 
 class Subscription:

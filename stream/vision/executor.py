@@ -4,7 +4,7 @@ for batches of frames, under ``torch.inference_mode()``."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,14 +104,16 @@ class VisionWorker:
         self._laplacian = _LAPLACIAN.to(self.device)
 
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
-                sharpness_baseline: SharpnessBaseline | None = None) -> list[FrameFaces]:
-        """Faces, embeddings and quality for each frame (frames of one size per call).
+                sharpness_baselines: Sequence[SharpnessBaseline] | None = None
+                ) -> list[FrameFaces]:
+        """Faces, embeddings and quality for each frame (frames of one size per call; they may
+        come from several sources).
 
         ``skip_embedding`` may name faces whose embedding is not needed (it is called once per
         frame, after detection); all faces of the batch are embedded in one pass.
-        ``sharpness_baseline`` is the source's, for the relative blur gate.
+        ``sharpness_baselines``: each frame's source's, for the relative blur gate.
         """
-        baseline = sharpness_baseline or SharpnessBaseline()
+        baselines = sharpness_baselines or [SharpnessBaseline() for _ in frames]
         with torch.inference_mode():
             small, source_width = self._detection_batch(frames)
             gains = exposure_gains(small)
@@ -132,7 +134,7 @@ class VisionWorker:
                 sharpness, brightness = self._grade(batch)
         results = []
         start = 0
-        for frame, faces, mask in zip(frames, found, wanted, strict=True):
+        for frame, faces, mask, baseline in zip(frames, found, wanted, baselines, strict=True):
             end = start + int(mask.sum())
             full_vectors = np.zeros((len(faces), dim), np.float32)
             full_sharp = np.zeros(len(faces), np.float32)

@@ -1,0 +1,157 @@
+"""``facestream run``: cameras, the model thread, the event bus, the HTTP server and MQTT, started
+and stopped in data-flow order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from stream.config import ServiceConfig
+from stream.errors import StreamError
+from stream.events import Event, status_event
+from stream.service.bus import EventBus
+from stream.service.engine import Engine
+from stream.service.http import build_app
+from stream.service.metrics import Metrics
+from stream.service.mqtt import MqttPublisher
+from stream.sources import Camera, CameraStatus, redact_url
+from stream.vision.embed import default_embedder_name
+from stream.vision.executor import VisionWorker, pick_device
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service orders the shutdown itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def load_worker(config: ServiceConfig) -> VisionWorker:
+    """The models, as the configuration asks (raises ``ModelError`` when weights are missing)."""
+    engine = config.engine
+    return VisionWorker(embedder=engine.embedder or default_embedder_name(),
+                        device=pick_device(engine.device), detect_width=engine.detect_width,
+                        weights=engine.weights, allow_download=engine.allow_download)
+
+
+async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
+                stop: asyncio.Event | None = None,
+                on_ready: Callable[[str], None] | None = None) -> None:
+    """Run the service until ``stop`` is set, or SIGINT/SIGTERM when run in the main thread.
+
+    ``on_ready`` is given the server's base URL once it listens and the cameras are started.
+    """
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+    started = time.monotonic()
+    metrics = Metrics()
+    bus = EventBus(config.events.replay)
+
+    def publish(event: Event) -> None:
+        stamped = bus.publish(event)
+        metrics.events.labels(stamped["type"]).inc()
+        if "latency_ms" in stamped:
+            metrics.event_latency.observe(stamped["latency_ms"] / 1000)
+
+    def emit(event: Event) -> None:  # from other threads
+        loop.call_soon_threadsafe(publish, event)
+
+    def on_status(status: CameraStatus) -> None:  # from the camera threads
+        emit(status_event(status.camera, status.state, status.reason, status.retry_in_s,
+                          time.time()))
+        loop.call_soon_threadsafe(_log_status, status)
+
+    if worker is None:
+        log.info("loading the models")
+        worker = await asyncio.to_thread(load_worker, config)
+    log.info("models: %s on %s", worker.embedder.name, worker.device)
+    frame_ready = threading.Event()
+    cameras = [Camera(camera, config.sources, detect_width=worker.detector.detect_width,
+                      on_status=on_status, frame_ready=frame_ready)
+               for camera in config.cameras]
+    metrics.watch_cameras(lambda: cameras)
+    engine = Engine(worker, cameras, frame_ready, engine=config.engine, events=config.events,
+                    emit=emit, metrics=metrics)
+
+    def health() -> dict[str, Any]:
+        return {"status": "ok" if engine.is_alive() else "failing",
+                "uptime_s": round(time.monotonic() - started, 1),
+                "cameras": {camera.name: camera.stats.state for camera in cameras},
+                "identities": len(engine.gallery), "present": len(engine.appearances)}
+
+    app, events_endpoint = build_app(bus, config.server, metrics,
+                                     replay_limit=config.events.replay, health=health)
+    server = _Server(uvicorn.Config(
+        app, host=config.server.host, port=config.server.port, ws="websockets-sansio",
+        ws_ping_interval=config.server.ping_interval_s,
+        ws_ping_timeout=config.server.ping_timeout_s, lifespan="off", log_level="warning"))
+    server_task = asyncio.create_task(server.serve())
+    while not server.started:
+        if server_task.done():
+            raise StreamError(f"the HTTP server could not listen on {config.server.host}:"
+                              f"{config.server.port}; choose another --port or --host")
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base_url = f"http://{config.server.host}:{port}"
+    publisher = MqttPublisher(config.mqtt, bus) if config.mqtt is not None else None
+    mqtt_task = asyncio.create_task(publisher.run()) if publisher is not None else None
+    engine.start()
+    for camera in cameras:
+        camera.start()
+    log.info("listening on %s (events: ws://%s:%d/events); %d camera(s): %s", base_url,
+             config.server.host, port, len(cameras),
+             ", ".join(f"{c.name}={redact_url(c.url)}" for c in config.cameras))
+    if on_ready is not None:
+        on_ready(base_url)
+    try:
+        while not stop.is_set() and engine.is_alive():
+            if not any(camera.is_alive() for camera in cameras):
+                log.info("every camera has ended (files without --loop)")
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    finally:
+        log.info("shutting down: stopping the cameras")
+        for camera in cameras:
+            camera.stop()
+        await asyncio.to_thread(_join_all, cameras)
+        engine.stop()
+        await asyncio.to_thread(engine.join, 30.0)
+        await asyncio.sleep(0.05)  # the events the threads handed over are published
+        log.info("flushing %d event(s) to clients", events_endpoint.queued())
+        await events_endpoint.close()
+        if publisher is not None and mqtt_task is not None:
+            await publisher.close()
+            await mqtt_task
+        server.should_exit = True
+        await server_task
+    if engine.error is not None:
+        raise StreamError(f"the model thread failed: {engine.error}; run with --debug for "
+                          "details")
+    log.info("stopped")
+
+
+def _join_all(cameras: list[Camera]) -> None:
+    for camera in cameras:
+        camera.join(10.0)
+
+
+def _log_status(status: CameraStatus) -> None:
+    reason = f" ({status.reason})" if status.reason else ""
+    retry = f"; retrying in {status.retry_in_s:.1f} s" if status.retry_in_s is not None else ""
+    level = logging.WARNING if status.state in ("reconnecting", "failed") else logging.INFO
+    log.log(level, "camera %s: %s%s%s", status.camera, status.state, reason, retry)

@@ -1,0 +1,186 @@
+"""The model thread of the live service: the newest frame of each camera, batched through the
+models together, identities from one gallery shared by all cameras, and appearance events.
+
+The thread owns the models, the device, the trackers and the gallery; nothing else touches them.
+It never waits on a consumer: events leave through ``emit``, which must not block.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from stream.analyze import observations
+from stream.config import EngineSettings, EventSettings
+from stream.events import Appearances, Event, Sighting
+from stream.identity.gallery import Gallery
+from stream.identity.matcher import Identifier, MatchSettings
+from stream.identity.track import Track
+from stream.report import face_crop
+from stream.service.metrics import Metrics
+from stream.sources import Camera
+from stream.types import Frame, ImageArray
+from stream.vision.executor import FrameFaces, SharpnessBaseline, VisionWorker
+
+log = logging.getLogger(__name__)
+ENDED_STATES = ("stopped", "failed")
+
+
+@dataclass
+class _Lane:
+    """What the model thread keeps for one camera."""
+
+    camera: Camera
+    identifier: Identifier
+    sharpness: SharpnessBaseline = field(default_factory=SharpnessBaseline)
+    best: dict[int, tuple[float, ImageArray]] = field(default_factory=dict)  # track -> face
+    wall_offset: float = 0.0  # captured_at - t of the camera's latest frame
+    ended: bool = False
+
+
+class Engine:
+    """Runs the models on the cameras' newest frames in one thread until :meth:`stop`."""
+
+    def __init__(self, worker: VisionWorker, cameras: list[Camera], frame_ready: threading.Event,
+                 *, engine: EngineSettings, events: EventSettings,
+                 emit: Callable[[Event], None], metrics: Metrics) -> None:
+        embedder = worker.embedder
+        self.worker = worker
+        self.gallery = Gallery(embedder.dim, embedder.name)
+        settings = MatchSettings(threshold=engine.threshold or embedder.threshold)
+        self._lanes = [_Lane(camera, Identifier(self.gallery, settings)) for camera in cameras]
+        self._frame_ready = frame_ready
+        self._max_batch = engine.max_batch_frames
+        self.appearances = Appearances(events)
+        self._emit = emit
+        self._metrics = metrics
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="models", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to finish: it analyses the frames already taken, ends every track and
+        emits ``person.left`` for the open appearances."""
+        self._stop.set()
+        self._frame_ready.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._frame_ready.wait(0.25)
+                self._frame_ready.clear()
+                self.step()
+            self.step()
+            for lane in self._lanes:
+                self._end(lane)
+            self._send(self.appearances.close(now=time.time()))
+        except BaseException as error:  # the service sees it and shuts down
+            log.exception("the model thread failed")
+            self.error = error
+
+    def step(self) -> None:
+        """Analyse the newest frame of every camera that has one; expire old appearances."""
+        taken: list[tuple[_Lane, Frame]] = []
+        for lane in self._lanes:
+            if lane.ended:
+                continue
+            frame = lane.camera.take()
+            if frame is not None:
+                taken.append((lane, frame))
+            elif lane.camera.stats.state in ENDED_STATES:
+                self._end(lane)
+        by_size: dict[tuple[int, ...], list[tuple[_Lane, Frame]]] = {}
+        for lane, frame in taken:
+            by_size.setdefault(frame.image.shape, []).append((lane, frame))
+        for group in by_size.values():
+            for start in range(0, len(group), self._max_batch):
+                self._analyse(group[start:start + self._max_batch])
+        self._send(self.appearances.expire(time.time()))
+        self._metrics.identities.set(len(self.gallery))
+        self._metrics.open_appearances.set(len(self.appearances))
+
+    def _analyse(self, batch: list[tuple[_Lane, Frame]]) -> None:
+        lanes = {id(frame): lane for lane, frame in batch}
+        frames = [frame for _, frame in batch]
+        started = time.perf_counter()
+        results = self.worker.process(
+            frames, lambda frame, faces: lanes[id(frame)].identifier.skippable(frame.t,
+                                                                              faces.boxes),
+            [lane.sharpness for lane, _ in batch])
+        self._metrics.model_seconds.observe(time.perf_counter() - started)
+        self._metrics.batch_frames.observe(len(frames))
+        for (lane, frame), result in zip(batch, results, strict=True):
+            self._identify(lane, frame, result)
+
+    def _identify(self, lane: _Lane, frame: Frame, result: FrameFaces) -> None:
+        name = lane.camera.name
+        self._metrics.frames_analyzed.labels(name).inc()
+        self._metrics.faces.labels(name).inc(len(result.faces))
+        if frame.captured_at is not None:
+            lane.wall_offset = frame.captured_at - frame.t
+        known = len(self.gallery)
+        tracks, decided = lane.identifier.observe(frame.t, observations(result))
+        for i, track in enumerate(tracks):
+            quality = float(result.quality[i]) + (1.0 if result.good[i] else 0.0)
+            if quality > lane.best.get(track.number, (-1.0, None))[0]:
+                lane.best[track.number] = (quality, face_crop(frame.image,
+                                                              result.faces.boxes[i]))
+        now = time.time()
+        events: list[Event] = []
+        # Tracks that ended undecided and were decided at their end: seen, and maybe gone.
+        for track in decided:
+            if track not in tracks:
+                events += self.appearances.see(self._sighting(lane, track, known), now)
+        for track in dict.fromkeys(tracks):
+            if track.identity is not None:
+                events += self.appearances.see(self._sighting(lane, track, known), now)
+        live = {track.number for track in lane.identifier.tracker.active}
+        lane.best = {number: best for number, best in lane.best.items() if number in live}
+        self._send(events)
+
+    def _sighting(self, lane: _Lane, track: Track, known: int) -> Sighting:
+        assert track.identity is not None
+        last = track.last
+        quality, crop = lane.best[track.number]
+        box = (float(last.box[0]), float(last.box[1]), float(last.box[2]), float(last.box[3]))
+        return Sighting(
+            camera=lane.camera.name, person=Gallery.label(track.identity),
+            new=track.identity > known, frame_time=last.t,
+            captured_at=last.t + lane.wall_offset,
+            since=track.observations[0].t + lane.wall_offset, box=box, score=last.score,
+            quality=quality, crop=crop)
+
+    def _end(self, lane: _Lane) -> None:
+        """A camera stopped or failed (or the service is stopping): decide its waiting tracks and
+        close its appearances."""
+        if lane.ended:
+            return
+        lane.ended = True
+        known = len(self.gallery)
+        now = time.time()
+        events: list[Event] = []
+        for track in lane.identifier.finish():
+            if track.number in lane.best:
+                events += self.appearances.see(self._sighting(lane, track, known), now)
+        events += self.appearances.close(lane.camera.name, now=now)
+        lane.best.clear()
+        self._send(events)
+
+    def _send(self, events: list[Event]) -> None:
+        for event in events:
+            if event["type"] == "person.appeared":
+                log.info("%s %s on %s", event["person"],
+                         "appeared (new)" if event["new"] else "appeared", event["camera"])
+            self._emit(event)

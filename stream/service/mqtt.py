@@ -1,0 +1,203 @@
+"""Forwards bus events to an MQTT broker (aiomqtt), riding out broker outages.
+
+Topics, under ``prefix`` (``MqttSettings.topic_prefix``):
+
+- ``<prefix>/status``: retained ``online`` while connected, ``offline`` after a clean close or, as
+  the last will, when the connection dies;
+- ``<prefix>/<camera>/events``: every event of that camera, as JSON (not retained);
+- ``<prefix>/events``: events without a camera, such as ``events.dropped`` notices;
+- ``<prefix>/persons/<person>``: retained JSON with each person's latest state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import Any
+
+import aiomqtt
+
+from stream.config import MqttSettings
+from stream.events import Event
+from stream.service.bus import EventBus, Subscription
+
+log = logging.getLogger(__name__)
+
+
+def _encode(payload: dict[str, Any]) -> str:
+    # Events are meant to be JSON-ready; one that is not must not stall the queue forever.
+    return json.dumps(payload, separators=(",", ":"), default=str)
+
+
+class MqttPublisher:
+    """Publishes every event of ``bus`` to the broker of ``settings`` until :meth:`close`.
+
+    ``connected`` says whether a broker connection is up, ``published`` counts MQTT messages
+    acknowledged (events, person states and status), ``reconnects`` counts connections made after
+    the first one.
+    """
+
+    def __init__(self, settings: MqttSettings, bus: EventBus, *,
+                 backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0) -> None:
+        self.settings = settings
+        self.connected = False
+        self.published = 0
+        self.reconnects = 0
+        self._bus = bus
+        self._prefix = settings.topic_prefix
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = max(backoff_max_s, backoff_initial_s)
+        self._persons: dict[str, dict[str, Any]] = {}
+        # Subscribed now, not when run() starts, so no event published meanwhile is missed.
+        self._subscription: Subscription = bus.subscribe(settings.queue)
+        self._pending: Event | None = None  # taken from the queue, not yet acknowledged
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def run(self) -> None:
+        """Forward events until :meth:`close`; broker trouble is retried, never raised."""
+        if self._closing or self._task is not None:
+            return
+        # The work runs in its own task so that close() can cancel it without cancelling the
+        # caller of run().
+        self._task = asyncio.create_task(self._serve())
+        try:
+            await asyncio.wait({self._task})
+        finally:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+            self._subscription.close()
+        if not self._task.cancelled():
+            self._task.result()
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Stop taking events, send those already queued (within ``timeout_s``), publish
+        ``offline`` and disconnect. Without a connection, just stop."""
+        self._closing = True
+        self._subscription.close()
+        task = self._task
+        if task is None or task.done():
+            return
+        if not self.connected:
+            task.cancel()
+        await asyncio.wait({task}, timeout=timeout_s)
+        if not task.done():
+            log.warning("MQTT: gave up sending queued events after %.1f s", timeout_s)
+            task.cancel()
+            await asyncio.wait({task})
+
+    def _client(self) -> aiomqtt.Client:
+        settings = self.settings
+        tls_params = tls_insecure = None
+        if settings.use_tls:
+            tls = settings.tls
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls and tls.key_file else None)
+            tls_insecure = True if tls and tls.insecure else None
+        return aiomqtt.Client(
+            settings.host, settings.port, identifier=settings.client_id,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            keepalive=settings.keepalive_s, tls_params=tls_params, tls_insecure=tls_insecure,
+            will=aiomqtt.Will(f"{self._prefix}/status", "offline", settings.qos, retain=True))
+
+    async def _serve(self) -> None:
+        address = f"{self.settings.host}:{self.settings.port}"
+        connections = 0
+        failures = 0
+        delay = self._backoff_initial_s
+        while not self._closing:
+            error: Exception | None = None
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    connections += 1
+                    if connections > 1:
+                        self.reconnects += 1
+                        log.info("MQTT broker %s reachable again; reconnected", address)
+                    else:
+                        log.info("connected to MQTT broker %s", address)
+                    failures = 0
+                    delay = self._backoff_initial_s
+                    await self._session(client)
+            except* aiomqtt.MqttError as group:
+                error = group.exceptions[0]
+            finally:
+                self.connected = False
+            if error is None or self._closing:
+                return
+            failures += 1
+            if failures == 1:
+                log.warning("MQTT broker %s unreachable (%s); retrying", address, error)
+            wait_s = delay * random.uniform(0.5, 1.0)
+            log.debug("MQTT connection to %s failed (%s); next try in %.2f s", address, error,
+                      wait_s)
+            await asyncio.sleep(wait_s)
+            delay = min(delay * 2, self._backoff_max_s)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            watcher = tasks.create_task(self._watch(client))
+            await self._forward(client)
+            watcher.cancel()
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        # aiomqtt ends its message iterator with MqttError as soon as the connection drops; that
+        # also interrupts a publish still waiting for an acknowledgement that will never come.
+        async for _ in client.messages:
+            pass
+
+    async def _forward(self, client: aiomqtt.Client) -> None:
+        await self._publish(client, f"{self._prefix}/status", "online", retain=True)
+        # The broker may have restarted without persistence: its retained states are gone.
+        for person, state in list(self._persons.items()):
+            await self._publish(client, self._person_topic(person), _encode(state), retain=True)
+        while True:
+            if self._pending is None:
+                try:
+                    self._pending = await self._subscription.get()
+                except EOFError:
+                    break
+                self._remember(self._pending)
+            await self._send(client, self._pending)
+            self._pending = None
+        await self._publish(client, f"{self._prefix}/status", "offline", retain=True)
+
+    def _remember(self, event: Event) -> None:
+        """Fold a person event into that person's latest state."""
+        kind = str(event.get("type", ""))
+        person = event.get("person")
+        if not kind.startswith("person.") or not isinstance(person, str):
+            return
+        previous = self._persons.get(person, {})
+        self._persons[person] = {
+            "person": person,
+            "present": kind != "person.left",
+            "camera": event.get("camera"),
+            "last_event": kind,
+            "last_seen": event.get("end") or event.get("time"),
+            "thumbnail": event.get("thumbnail") or previous.get("thumbnail"),
+            "seq": event.get("seq"),
+        }
+
+    async def _send(self, client: aiomqtt.Client, event: Event) -> None:
+        camera = event.get("camera")
+        topic = f"{self._prefix}/{camera}/events" if camera else f"{self._prefix}/events"
+        await self._publish(client, topic, _encode(event), retain=False)
+        person = event.get("person")
+        if isinstance(person, str) and person in self._persons:
+            await self._publish(client, self._person_topic(person),
+                                _encode(self._persons[person]), retain=True)
+
+    def _person_topic(self, person: str) -> str:
+        return f"{self._prefix}/persons/{person}"
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, payload: str, *,
+                       retain: bool) -> None:
+        await client.publish(topic, payload, qos=self.settings.qos, retain=retain)
+        self.published += 1
