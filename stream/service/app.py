@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 
 from stream.config import ServiceConfig
-from stream.errors import StreamError
+from stream.errors import InputError, StreamError
 from stream.events import Event, status_event
 from stream.service.bus import EventBus
 from stream.service.engine import Engine
@@ -142,6 +142,10 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     if engine.error is not None:
         raise StreamError(f"the model thread failed: {engine.error}; run with --debug for "
                           "details")
+    failed = [camera for camera in cameras if camera.stats.state == "failed"]
+    if failed and len(failed) == len(cameras):
+        raise InputError("every camera failed: " + "; ".join(
+            f"{camera.name}: {camera.failure}" for camera in failed))
     log.info("stopped")
 
 
