@@ -220,6 +220,7 @@ class CameraStats:
     frames_dropped: int = 0  # sampled frames replaced before they were taken
     reconnects: int = 0
     state: CameraState = "connecting"
+    reason: str | None = None  # of the latest state, when it has one
 
 
 class _SourceLostError(Exception):
@@ -286,6 +287,11 @@ class Camera:
         """Whether the camera's thread is running."""
         return self._thread.is_alive()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a frame waits in the slot for the models."""
+        return self._slot is not None
+
     def take(self) -> Frame | None:
         """The newest sampled frame not taken yet, or ``None``; it is removed from the slot."""
         with self._lock:
@@ -294,7 +300,12 @@ class Camera:
 
     def _report(self, state: CameraState, reason: str | None = None,
                 retry_in_s: float | None = None) -> None:
-        self.stats.state = state
+        self.stats.state, self.stats.reason = state, reason
+        if state != "connecting":  # logged with its URL where it begins
+            level = logging.WARNING if state in ("reconnecting", "failed") else logging.INFO
+            log.log(level, "camera %s: %s%s%s", self.name, state,
+                    f" ({reason})" if reason else "",
+                    f"; retrying in {retry_in_s:.1f} s" if retry_in_s is not None else "")
         self._on_status(CameraStatus(self.name, state, reason, retry_in_s))
 
     def _offer(self, frame: Frame) -> None:
@@ -306,7 +317,6 @@ class Camera:
         self._frame_ready.set()
 
     def _fail(self, reason: str) -> None:
-        log.warning("camera %s: %s", self.name, reason)
         self._report("failed", reason)
 
     def _run(self) -> None:
@@ -383,7 +393,6 @@ class Camera:
             delay = backoff * random.uniform(0.5, 1.0)
             backoff = min(backoff * 2, self.settings.backoff_max_s)
             self.stats.reconnects += 1
-            log.warning("camera %s: %s; reconnecting in %.1f s", self.name, reason, delay)
             self._report("reconnecting", reason, delay)
             self._stop.wait(delay)
         self._report("stopped", "shut down")

@@ -13,8 +13,9 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
-from stream.config import ServiceConfig
+from stream.config import ServerSettings, ServiceConfig
 from stream.errors import InputError, StreamError
 from stream.events import Event, status_event
 from stream.service.bus import EventBus
@@ -29,12 +30,32 @@ from stream.vision.executor import VisionWorker, pick_device
 log = logging.getLogger(__name__)
 
 
-class _Server(uvicorn.Server):
+class HttpServer(uvicorn.Server):
     """uvicorn without its own signal handling: the service orders the shutdown itself."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+async def start_server(app: ASGIApp, settings: ServerSettings
+                       ) -> tuple[HttpServer, asyncio.Task[None], int]:
+    """Serve ``app`` on uvicorn in this loop; returns the server, its task and its port.
+
+    Stop it with ``server.should_exit = True`` and await the task.
+    """
+    server = HttpServer(uvicorn.Config(
+        app, host=settings.host, port=settings.port, ws="websockets-sansio",
+        ws_ping_interval=settings.ping_interval_s, ws_ping_timeout=settings.ping_timeout_s,
+        lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            raise StreamError(f"the HTTP server could not listen on {settings.host}:"
+                              f"{settings.port}; choose another --port or --host")
+        await asyncio.sleep(0.02)
+    port = int(server.servers[0].sockets[0].getsockname()[1])
+    return server, task, port
 
 
 def load_worker(config: ServiceConfig) -> VisionWorker:
@@ -73,7 +94,6 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     def on_status(status: CameraStatus) -> None:  # from the camera threads
         emit(status_event(status.camera, status.state, status.reason, status.retry_in_s,
                           time.time()))
-        loop.call_soon_threadsafe(_log_status, status)
 
     if worker is None:
         log.info("loading the models")
@@ -95,21 +115,11 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
 
     app, events_endpoint = build_app(bus, config.server, metrics,
                                      replay_limit=config.events.replay, health=health)
-    server = _Server(uvicorn.Config(
-        app, host=config.server.host, port=config.server.port, ws="websockets-sansio",
-        ws_ping_interval=config.server.ping_interval_s,
-        ws_ping_timeout=config.server.ping_timeout_s, lifespan="off", log_level="warning"))
-    server_task = asyncio.create_task(server.serve())
-    while not server.started:
-        if server_task.done():
-            raise StreamError(f"the HTTP server could not listen on {config.server.host}:"
-                              f"{config.server.port}; choose another --port or --host")
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    engine.start()
+    server, server_task, port = await start_server(app, config.server)
     base_url = f"http://{config.server.host}:{port}"
     publisher = MqttPublisher(config.mqtt, bus) if config.mqtt is not None else None
     mqtt_task = asyncio.create_task(publisher.run()) if publisher is not None else None
-    engine.start()
     for camera in cameras:
         camera.start()
     log.info("listening on %s (events: ws://%s:%d/events); %d camera(s): %s", base_url,
@@ -145,17 +155,10 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     failed = [camera for camera in cameras if camera.stats.state == "failed"]
     if failed and len(failed) == len(cameras):
         raise InputError("every camera failed: " + "; ".join(
-            f"{camera.name}: {camera.failure}" for camera in failed))
+            f"{camera.name}: {camera.stats.reason}" for camera in failed))
     log.info("stopped")
 
 
 def _join_all(cameras: list[Camera]) -> None:
     for camera in cameras:
         camera.join(10.0)
-
-
-def _log_status(status: CameraStatus) -> None:
-    reason = f" ({status.reason})" if status.reason else ""
-    retry = f"; retrying in {status.retry_in_s:.1f} s" if status.retry_in_s is not None else ""
-    level = logging.WARNING if status.state in ("reconnecting", "failed") else logging.INFO
-    log.log(level, "camera %s: %s%s%s", status.camera, status.state, reason, retry)

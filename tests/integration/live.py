@@ -1,4 +1,4 @@
-"""Running the real ``facestream run`` in a subprocess, and a real WebSocket client of its events."""
+"""The real ``facestream run`` in a subprocess, and a real WebSocket client of its events."""
 
 from __future__ import annotations
 
@@ -86,17 +86,27 @@ class EventClient:
     def __init__(self, url: str, **options: Any) -> None:
         self.events: list[Event] = []
         self.closed = threading.Event()
-        self.connection: ClientConnection = connect(url, open_timeout=10, **options)
-        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._opened = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, args=(url, options), daemon=True)
         self._thread.start()
+        self._opened.wait(15)
+        if self._error is not None:
+            raise self._error
 
-    def _read(self) -> None:
+    def _read(self, url: str, options: dict[str, Any]) -> None:
         try:
-            for message in self.connection:
-                self.events.append(json.loads(message))
+            with connect(url, open_timeout=10, **options) as connection:
+                self.connection: ClientConnection = connection
+                self._opened.set()
+                for message in connection:
+                    self.events.append(json.loads(message))
         except ConnectionClosed:
             pass
+        except BaseException as error:
+            self._error = error
         finally:
+            self._opened.set()
             self.closed.set()
 
     def of_type(self, kind: str) -> list[Event]:
@@ -111,8 +121,8 @@ class EventClient:
                 if predicate(event):
                     return event
             time.sleep(0.05)
-        raise AssertionError(f"no matching event within {timeout_s} s; got: "
-                             f"{[(e['type'], e.get('person'), e.get('status')) for e in self.events]}")
+        seen = [(e["type"], e.get("person"), e.get("status")) for e in self.events]
+        raise AssertionError(f"no matching event within {timeout_s} s; got: {seen}")
 
     def close(self) -> None:
         self.connection.close()

@@ -1,0 +1,486 @@
+"""Live service benchmark: capture-to-event latency, cameras sustained, WebSocket fan-out.
+
+``python -m benchmarks.live [latency|cameras|fanout|all] [--dir DIR]``
+
+latency  One 720p camera (the "speed" video played live and looping) analysed at 5 fps by the
+         real service in this process. Figures: each analysed frame's capture-to-result latency
+         (noted as the models return) and the events' own ``latency_ms``. Baseline: the same
+         camera with every due frame queued in an unbounded FIFO and analysed one by one, in
+         order, by the same models (what the service would do without latest-wins).
+cameras  N = 1, 2, ... such cameras until one is analysed at under 95 % of 5 fps or its latency
+         grows between the two halves of the run. Baseline: the same N cameras without
+         batching across cameras (``max_batch_frames`` 1).
+fanout   The real ``/events`` endpoint on uvicorn, fed by an ``EventBus`` with person.appeared-
+         like events (4 KB thumbnail) at 200/s for 10 s, read by 100 WebSocket clients in another
+         process. Baseline: 1 client.
+
+It prints figures only; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import queue
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from benchmarks.accuracy import bench_dir
+from benchmarks.scoring import format_table
+from benchmarks.synthetic import build
+from stream.analyze import observations
+from stream.config import (
+    CameraConfig,
+    EngineSettings,
+    EventSettings,
+    ServerSettings,
+    ServiceConfig,
+    SourceSettings,
+)
+from stream.events import Event, wall_time
+from stream.identity.gallery import Gallery
+from stream.identity.matcher import Identifier, MatchSettings
+from stream.service.app import load_worker, serve, start_server
+from stream.service.bus import EventBus
+from stream.service.http import build_app
+from stream.service.metrics import Metrics
+from stream.sources import Camera
+from stream.types import Frame
+from stream.vision.executor import FrameFaces, SharpnessBaseline, SkipRule, VisionWorker
+
+PARTS = ("latency", "cameras", "fanout")
+SAMPLE_FPS = 5.0
+SUSTAINED_FPS = 0.95 * SAMPLE_FPS
+# EventSettings takes any positive interval: person.updated then goes out whenever the face has
+# a better thumbnail or has moved, the most events the service can send.
+UPDATE_INTERVAL_S = 0.001
+WARMUP_S = 5.0
+LATENCY_S = 30.0
+CAMERAS_S = 20.0
+MAX_CAMERAS = 8
+# The second half's p95 "grows" beyond this factor of the first's plus this slack (noise).
+GROWTH_FACTOR = 1.25
+GROWTH_SLACK_S = 0.05
+FANOUT_CLIENTS = 100
+FANOUT_RATE = 200.0
+FANOUT_S = 10.0
+THUMBNAIL_BYTES = 3072  # 4 KB once in base64
+END = "bench.end"
+
+
+# --- live pipelines ------------------------------------------------------------------------------
+
+
+class TimedWorker(VisionWorker):
+    """A loaded worker that notes, for each frame it analyses, when the result was ready and how
+    long after the frame's capture that was."""
+
+    def __init__(self, worker: VisionWorker) -> None:
+        # Shares the loaded models rather than loading them again through VisionWorker.__init__.
+        self.__dict__.update(worker.__dict__)
+        self.results: list[tuple[float, float]] = []  # (wall clock, latency s); append is atomic
+
+    def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
+                sharpness_baselines: Sequence[SharpnessBaseline] | None = None
+                ) -> list[FrameFaces]:
+        """:meth:`VisionWorker.process`, noting each frame's capture-to-result latency."""
+        results = super().process(frames, skip_embedding, sharpness_baselines)
+        now = time.time()
+        self.results.extend((now, now - frame.captured_at) for frame in frames
+                            if frame.captured_at is not None)
+        return results
+
+
+class FifoCamera(Camera):
+    """A camera that queues every due frame, unbounded, instead of keeping only the newest."""
+
+    def __init__(self, config: CameraConfig, detect_width: int | None) -> None:
+        super().__init__(config, SourceSettings(), detect_width=detect_width,
+                         on_status=lambda _: None, frame_ready=threading.Event())
+        self.fifo: queue.Queue[Frame] = queue.Queue()
+
+    def _offer(self, frame: Frame) -> None:
+        self.stats.frames_sampled += 1
+        self.fifo.put(frame)
+
+
+@dataclass
+class LiveRun:
+    """What a live pipeline did in its measured window (after the warm-up)."""
+
+    start: float  # wall clock
+    end: float
+    frames: list[tuple[float, float]]  # (wall clock, capture-to-result latency s) per frame
+    event_latencies: list[float] = field(default_factory=list)  # seconds, from latency_ms
+    counters: dict[tuple[str, str], float] = field(default_factory=dict)  # /metrics deltas
+    backlog: int = 0  # frames still queued at the end (FIFO baseline)
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def halves(self) -> tuple[list[float], list[float]]:
+        """The frame latencies of the window's first and second halves."""
+        middle = (self.start + self.end) / 2
+        return ([lat for at, lat in self.frames if at < middle],
+                [lat for at, lat in self.frames if at >= middle])
+
+    def growing(self) -> bool:
+        """Whether the frame latency p95 of the second half exceeds the first's (with slack)."""
+        first, second = self.halves()
+        return p95(second) > GROWTH_FACTOR * p95(first) + GROWTH_SLACK_S
+
+    def latencies(self) -> list[float]:
+        return [lat for _, lat in self.frames]
+
+
+def camera_config(name: str, video: Path) -> CameraConfig:
+    """``video`` as a live camera: played at its own rate, looping, analysed at 5 fps."""
+    return CameraConfig(name=name, url=str(video), sample_fps=SAMPLE_FPS, realtime=True,
+                        loop=True)
+
+
+def service_config(video: Path, cameras: int, max_batch: int = 8) -> ServiceConfig:
+    """``cameras`` live cameras of ``video``, events as frequent as allowed, any free port."""
+    return ServiceConfig(
+        cameras=[camera_config(f"cam{i + 1}", video) for i in range(cameras)],
+        engine=EngineSettings(max_batch_frames=max_batch),
+        events=EventSettings(update_interval_s=UPDATE_INTERVAL_S),
+        server=ServerSettings(port=0))
+
+
+def scrape(base_url: str) -> dict[tuple[str, str], float]:
+    """The camera counters of ``/metrics``: (sample name, camera) -> value."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(sample.name, sample.labels.get("camera", "")): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples
+            if sample.name.startswith("facestream_frames_")}
+
+
+async def listen(url: str, into: list[tuple[float, Event]]) -> None:
+    """Append (arrival wall clock, event) for each event of the WebSocket ``url`` until closed."""
+    async with connect(url) as websocket:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in websocket:
+                into.append((time.time(), json.loads(message)))
+
+
+async def run_service(config: ServiceConfig, worker: TimedWorker, seconds: float) -> LiveRun:
+    """Run the real service on ``config``: a warm-up, then ``seconds`` measured."""
+    worker.results.clear()
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[str] = loop.create_future()
+    stop = asyncio.Event()
+    service = asyncio.create_task(serve(config, worker=worker, stop=stop,
+                                        on_ready=ready.set_result))
+    received: list[tuple[float, Event]] = []
+    listener: asyncio.Task[None] | None = None
+    try:
+        first: set[asyncio.Future[Any]] = {ready, service}
+        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        if service.done():
+            service.result()  # raises what stopped it
+            raise RuntimeError("the service ended before it was ready")
+        base_url = ready.result()
+        listener = asyncio.create_task(listen(
+            base_url.replace("http://", "ws://", 1) + "/events", received))
+        await asyncio.sleep(WARMUP_S)
+        before, start = await asyncio.to_thread(scrape, base_url), time.time()
+        await asyncio.sleep(seconds)
+        after, end = await asyncio.to_thread(scrape, base_url), time.time()
+    finally:
+        stop.set()
+        await service
+        if listener is not None:
+            await asyncio.wait_for(listener, 10)
+    return LiveRun(
+        start, end, [(at, lat) for at, lat in worker.results if start <= at <= end],
+        [event["latency_ms"] / 1000 for at, event in received
+         if start <= at <= end and "latency_ms" in event],
+        {key: value - before.get(key, 0.0) for key, value in after.items()})
+
+
+def run_fifo(video: Path, worker: TimedWorker, seconds: float) -> LiveRun:
+    """The same live camera without latest-wins: every due frame analysed, in order."""
+    worker.results.clear()
+    camera = FifoCamera(camera_config("fifo", video), worker.detector.detect_width)
+    embedder = worker.embedder
+    identifier = Identifier(Gallery(embedder.dim, embedder.name),
+                            MatchSettings(threshold=embedder.threshold))
+    sharpness = SharpnessBaseline()
+    start = time.time() + WARMUP_S
+    end = start + seconds
+    camera.start()
+    try:
+        while time.time() < end:
+            try:
+                frame = camera.fifo.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            # The service's own skip rule, so both do the same work per frame
+            [result] = worker.process(
+                [frame], lambda f, faces: identifier.skippable(f.t, faces.boxes), [sharpness])
+            identifier.observe(frame.t, observations(result))
+    finally:
+        camera.stop()
+        camera.join(10)
+    return LiveRun(start, end, [(at, lat) for at, lat in worker.results if start <= at <= end],
+                   backlog=camera.fifo.qsize())
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def p50(values: Sequence[float]) -> float:
+    return float(np.percentile(values, 50)) if len(values) else math.nan
+
+
+def p95(values: Sequence[float]) -> float:
+    return float(np.percentile(values, 95)) if len(values) else math.nan
+
+
+def ms(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f}"
+
+
+def latency_row(system: str, run: LiveRun) -> list[str]:
+    """A row of the latency table."""
+    frames = run.latencies()
+    first, second = run.halves()
+    return [system, f"{len(frames) / run.seconds:.2f}", str(len(frames)), ms(p50(frames)),
+            ms(p95(frames)), f"{ms(p95(first))} -> {ms(p95(second))}",
+            ms(max(frames, default=math.nan)), str(len(run.event_latencies)),
+            ms(p50(run.event_latencies)), ms(p95(run.event_latencies)), str(run.backlog)]
+
+
+def measure_latency(video: Path, worker: TimedWorker) -> None:
+    """The latency table: the service against the FIFO baseline."""
+    print(f"latency: service, 1 camera, {LATENCY_S:g} s after {WARMUP_S:g} s", file=sys.stderr)
+    service = asyncio.run(run_service(service_config(video, 1), worker, LATENCY_S))
+    print(f"latency: FIFO baseline, {LATENCY_S:g} s after {WARMUP_S:g} s", file=sys.stderr)
+    fifo = run_fifo(video, worker, LATENCY_S)
+    print(f"\nlatency: one 1280x720 30 fps camera analysed at {SAMPLE_FPS:g} fps "
+          f"({LATENCY_S:g} s measured; frame = capture to models' result, event = latency_ms)")
+    print(format_table(
+        ("system", "analysed fps", "frames", "frame p50 ms", "frame p95 ms",
+         "p95 1st -> 2nd half", "frame max ms", "events", "event p50 ms", "event p95 ms",
+         "backlog"),
+        [latency_row("service (latest wins)", service), latency_row("FIFO baseline", fifo)]))
+
+
+def cameras_row(system: str, cameras: int, run: LiveRun) -> tuple[list[str], bool]:
+    """A row of the cameras table and whether that many cameras were sustained."""
+    names = [f"cam{i + 1}" for i in range(cameras)]
+    fps = [run.counters.get(("facestream_frames_analyzed_total", name), 0.0) / run.seconds
+           for name in names]
+    sampled = sum(run.counters.get(("facestream_frames_sampled_total", n), 0.0) for n in names)
+    dropped = sum(run.counters.get(("facestream_frames_dropped_total", n), 0.0) for n in names)
+    first, second = run.halves()
+    sustained = min(fps) >= SUSTAINED_FPS and not run.growing()
+    return [system, str(cameras), " ".join(f"{value:.2f}" for value in fps),
+            f"{100 * dropped / sampled:.0f} %" if sampled else "-", ms(p95(run.latencies())),
+            f"{ms(p95(first))} -> {ms(p95(second))}", str(len(run.event_latencies)),
+            ms(p95(run.event_latencies)), "yes" if sustained else "no"], sustained
+
+
+def measure_cameras(video: Path, worker: TimedWorker) -> None:
+    """The cameras table: N = 1, 2, ... until the batched service fails, both systems."""
+    rows: list[list[str]] = []
+    best = {"batched": 0, "max_batch_frames 1": 0}
+    for cameras in range(1, MAX_CAMERAS + 1):
+        failed = False
+        for system, max_batch in (("batched", 8), ("max_batch_frames 1", 1)):
+            print(f"cameras: {cameras} x {system}, {CAMERAS_S:g} s after {WARMUP_S:g} s",
+                  file=sys.stderr)
+            run = asyncio.run(run_service(service_config(video, cameras, max_batch), worker,
+                                          CAMERAS_S))
+            row, sustained = cameras_row(system, cameras, run)
+            rows.append(row)
+            if sustained and best[system] == cameras - 1:
+                best[system] = cameras
+            failed |= system == "batched" and not sustained
+        if failed:
+            break
+    print(f"\ncameras: 1280x720 30 fps live cameras at {SAMPLE_FPS:g} analysed fps "
+          f"({CAMERAS_S:g} s each; sustained = every camera >= {SUSTAINED_FPS:g} fps and frame "
+          f"p95 not growing > {GROWTH_FACTOR:g}x + {GROWTH_SLACK_S * 1000:.0f} ms)")
+    print(format_table(("system", "cameras", "analysed fps per camera", "dropped",
+                        "frame p95 ms", "p95 1st -> 2nd half", "events", "event p95 ms",
+                        "sustained"), rows))
+    print(f"\nlargest sustained: {best['batched']} camera(s) batched, "
+          f"{best['max_batch_frames 1']} with max_batch_frames 1")
+
+
+# --- WebSocket fan-out ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """What one WebSocket client received."""
+
+    received: int
+    dropped: int  # announced by the server's events.dropped notices
+    latencies: list[float]  # publish to receive, seconds
+    last_at: float  # wall clock of the last event
+
+
+def run_clients(url: str, clients: int, timeout_s: float) -> list[ClientResult]:
+    """Connect ``clients`` WebSocket clients to ``url`` and read until the end marker (or
+    ``timeout_s``). Runs in a process of its own so that the clients do not share the server's
+    interpreter."""
+    return asyncio.run(_read_all(url, clients, timeout_s))
+
+
+async def _read_all(url: str, clients: int, timeout_s: float) -> list[ClientResult]:
+    connections = [await connect(url) for _ in range(clients)]
+    return list(await asyncio.gather(*(_read(connection, timeout_s)
+                                       for connection in connections)))
+
+
+async def _read(connection: ClientConnection, timeout_s: float) -> ClientResult:
+    received = dropped = 0
+    latencies: list[float] = []
+    last_at = 0.0
+    with contextlib.suppress(TimeoutError, ConnectionClosed):
+        async with asyncio.timeout(timeout_s):
+            async for message in connection:
+                now = time.time()
+                event = json.loads(message)
+                if event["type"] == END:
+                    break
+                if event["type"] == "events.dropped":
+                    dropped += event["dropped"]
+                    continue
+                received += 1
+                latencies.append(now - event["sent_at"])
+                last_at = now
+    await connection.close()
+    return ClientResult(received, dropped, latencies, last_at)
+
+
+def appeared_like(number: int, thumbnail: str) -> Event:
+    """An event shaped like ``person.appeared``, stamped with its publication time."""
+    now = time.time()
+    return {"type": "person.appeared", "camera": "cam1", "person": f"p{number % 50 + 1}",
+            "new": False, "frame_time": round(number / FANOUT_RATE, 3),
+            "captured_at": wall_time(now), "time": wall_time(now),
+            "box": [412.0, 359.0, 594.0, 594.0], "score": 0.9987, "thumbnail": thumbnail,
+            "latency_ms": 0.0, "sent_at": now}
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """One fan-out run."""
+
+    clients: int
+    published: int
+    publish_s: float
+    started: float  # wall clock of the first publication
+    results: list[ClientResult]
+
+
+async def run_fanout(clients: int) -> Fanout:
+    """Publish to ``clients`` WebSocket clients of the real app for ``FANOUT_S`` seconds."""
+    bus = EventBus(replay=0)
+    settings = ServerSettings(port=0)
+    app, endpoint = build_app(bus, settings, Metrics(), replay_limit=0,
+                              health=lambda: {"status": "ok"})
+    server, server_task, port = await start_server(app, settings)
+    loop = asyncio.get_running_loop()
+    thumbnail = base64.b64encode(os.urandom(THUMBNAIL_BYTES)).decode("ascii")
+    count = round(FANOUT_RATE * FANOUT_S)
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            reading = loop.run_in_executor(pool, run_clients, f"ws://127.0.0.1:{port}/events",
+                                           clients, FANOUT_S + 60)
+            async with asyncio.timeout(120):
+                while len(bus.subscriptions) < clients:
+                    await asyncio.sleep(0.05)
+            started, begun = time.time(), loop.time()
+            for number in range(count):
+                # sleep(0) too: a late publisher still lets the senders run between events
+                await asyncio.sleep(max(0.0, begun + number / FANOUT_RATE - loop.time()))
+                bus.publish(appeared_like(number, thumbnail))
+            publish_s = loop.time() - begun
+            bus.publish({"type": END})  # the newest event: never dropped
+            results = await reading
+    finally:
+        await endpoint.close()
+        server.should_exit = True
+        await server_task
+    return Fanout(clients, count, publish_s, started, results)
+
+
+def fanout_row(system: str, run: Fanout) -> list[str]:
+    """A row of the fan-out table."""
+    latencies = [lat for result in run.results for lat in result.latencies]
+    received = sum(result.received for result in run.results)
+    dropped = sum(result.dropped for result in run.results)
+    lost = run.published * run.clients - received - dropped
+    last = max((result.last_at for result in run.results), default=run.started)
+    span = max(last - run.started, run.publish_s)
+    return [system, str(run.clients), f"{run.published / run.publish_s:.0f}",
+            f"{received / span:.0f}", f"{received / span / run.clients:.0f}",
+            ms(p50(latencies)), ms(p95(latencies)), ms(max(latencies, default=math.nan)),
+            str(dropped), str(lost)]
+
+
+def measure_fanout() -> None:
+    """The fan-out table: 1 client against ``FANOUT_CLIENTS``."""
+    rows = []
+    for system, clients in (("baseline", 1), ("fan-out", FANOUT_CLIENTS)):
+        print(f"fanout: {clients} client(s), {FANOUT_RATE:g} events/s for {FANOUT_S:g} s",
+              file=sys.stderr)
+        rows.append(fanout_row(system, asyncio.run(run_fanout(clients))))
+    print(f"\nfanout: person.appeared-like events ({THUMBNAIL_BYTES * 4 // 3} B thumbnail) "
+          f"published at {FANOUT_RATE:g}/s for {FANOUT_S:g} s to WebSocket clients in another "
+          "process (delivered = total over clients; dropped = announced by events.dropped)")
+    print(format_table(("system", "clients", "published/s", "delivered/s", "per client/s",
+                        "p50 ms", "p95 ms", "max ms", "dropped", "lost"), rows))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.live", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", nargs="?", choices=(*PARTS, "all"), default="all")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="cache directory (default: $FACESTREAM_BENCH_DIR or "
+                        "benchmarks/.cache)")
+    args = parser.parse_args(argv)
+    parts = PARTS if args.part == "all" else (args.part,)
+    if "latency" in parts or "cameras" in parts:
+        video, _ = build("speed", args.dir or bench_dir())
+        worker = TimedWorker(load_worker(service_config(video, 1)))
+        print(f"models: {worker.embedder.name} on {worker.device}; video: {video}",
+              file=sys.stderr)
+        if "latency" in parts:
+            measure_latency(video, worker)
+        if "cameras" in parts:
+            measure_cameras(video, worker)
+    if "fanout" in parts:
+        measure_fanout()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
