@@ -188,8 +188,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from stream.config import load_config
-    from stream.sources import redact_url
+    from stream.config import load_config, redact_url
 
     config = load_config(args.config)
     print(f"{args.config}: valid")

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -41,6 +41,16 @@ def _none_if_empty(value: object) -> object:
     return None if value == "" else value
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user info replaced by ``***``, for logs and statuses."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, _, host = parts.netloc.rpartition("@")
+    user = user_info.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def source_kind(url: str) -> Literal["network", "webcam", "file"]:
     """What kind of source ``url`` names: a network stream, a webcam device or a file.
 
@@ -53,8 +63,8 @@ def source_kind(url: str) -> Literal["network", "webcam", "file"]:
         return "network"
     if scheme in ("", "file") or re.match(r"^[A-Za-z]:[\\/]", url):
         return "file"
-    raise ValueError(f"unsupported source {url!r}: use rtsp://, rtsps://, http(s)://, a "
-                     "/dev/videoN webcam or a video file path")
+    raise ValueError(f"unsupported source {redact_url(url)!r}: use rtsp://, rtsps://, "
+                     "http(s)://, a /dev/videoN webcam or a video file path")
 
 
 class CameraConfig(_Strict):
@@ -187,7 +197,7 @@ class MqttSettings(_Strict):
     def _url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"MQTT url {value!r} must look like mqtt://host:1883 or "
+            raise ValueError(f"MQTT url {redact_url(value)!r} must look like mqtt://host:1883 or "
                              "mqtts://host:8883")
         return value
 

@@ -13,13 +13,13 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
 from av.container import InputContainer
 
-from stream.config import CameraConfig, SourceSettings
+from stream.config import CameraConfig, SourceSettings, redact_url
 from stream.errors import DecodeError, InputError
 from stream.types import Frame
 
@@ -225,16 +225,6 @@ class CameraStats:
 
 class _SourceLostError(Exception):
     """A live source stopped delivering video; the message is the reason."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of its user info replaced by ``***``, for logs and statuses."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user_info, _, host = parts.netloc.rpartition("@")
-    user = user_info.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _describe(error: Exception) -> str:

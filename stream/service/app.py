@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from stream.config import ServerSettings, ServiceConfig
+from stream.config import ServerSettings, ServiceConfig, redact_url
 from stream.errors import InputError, StreamError
 from stream.events import Event, status_event
 from stream.service.bus import EventBus
@@ -23,7 +23,7 @@ from stream.service.engine import Engine
 from stream.service.http import build_app
 from stream.service.metrics import Metrics
 from stream.service.mqtt import MqttPublisher
-from stream.sources import Camera, CameraStatus, redact_url
+from stream.sources import Camera, CameraStatus
 from stream.vision.embed import default_embedder_name
 from stream.vision.executor import VisionWorker, pick_device
 

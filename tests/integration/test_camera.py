@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.config import CameraConfig, SourceSettings
-from stream.sources import Camera, CameraState, CameraStatus, redact_url
+from stream.config import CameraConfig, SourceSettings, redact_url
+from stream.sources import Camera, CameraState, CameraStatus
 from stream.types import Frame
 from tests.fixtures.rtsp import RtspServer, free_port
 from tests.media import write_video

@@ -74,7 +74,7 @@ def test_a_slow_client_loses_its_oldest_events_and_does_not_delay_a_fast_one() -
                 assert await reader == list(range(total))
                 # Only now does the slow client read: it was told of its loss, and what it
                 # gets after the notice is the newest events.
-                messages = []
+                messages: list[dict[str, Any]] = []
                 while not messages or messages[-1].get("n") != total - 1:
                     messages.append(json.loads(await asyncio.wait_for(slow.recv(), 5)))
                 notices = [m for m in messages if m["type"] == "events.dropped"]
