@@ -7,9 +7,30 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := out/demo
 
-.PHONY: setup models demo test lint typecheck unit bench clean
+# Debian packages: npm serves the offline face model; the tests also run a real mosquitto broker
+# and GStreamer's RTSP server (with Debian's python3-gi) as a real camera.
+TEST_PACKAGES := mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+
+.PHONY: setup models demo test lint typecheck unit bench clean demo-packages test-packages
 
 setup: $(STAMP)
+
+# apt-get runs only when a package is missing.
+define install_packages
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+		| grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing" $$missing; apt-get update -q \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+endef
+
+# npm may come from elsewhere than Debian (NodeSource, nvm): any npm on the PATH will do.
+demo-packages:
+	@command -v npm >/dev/null || { apt-get update -q \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }
+
+test-packages:
+	$(call install_packages,$(TEST_PACKAGES))
 
 # facenet-pytorch is installed without its dependencies: its pins would pull an old torch.
 $(STAMP): pyproject.toml Makefile
@@ -20,7 +41,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 # Always run: it only checks the hashes when the cache is already complete.
-models: $(STAMP)
+models: $(STAMP) demo-packages
 	$(BIN)/facestream -q models fetch dlib-resnet face-api-samples
 
 demo: models
@@ -35,7 +56,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected no tests: that is a broken suite, not a pass.
-test: models lint typecheck
+test: models test-packages lint typecheck
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 

@@ -19,7 +19,8 @@ import pytest
 from stream.config import CameraConfig, SourceSettings, redact_url
 from stream.sources import Camera, CameraState, CameraStatus
 from stream.types import Frame
-from tests.fixtures.rtsp import RtspServer, free_port
+from tests.fixtures import free_port
+from tests.fixtures.rtsp import RtspServer
 from tests.media import write_video
 
 FAST = SourceSettings(connect_timeout_s=2, read_timeout_s=1, backoff_initial_s=0.1,

@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from benchmarks.synthetic import GroundTruth
+from tests.fixtures import free_port
 from tests.fixtures.mosquitto import Broker, Subscriber, on_topic
-from tests.fixtures.rtsp import RtspServer, free_port
+from tests.fixtures.rtsp import RtspServer
 from tests.integration.live import EventClient, Service, write_config
 
 pytestmark = pytest.mark.slow
@@ -96,7 +97,7 @@ events:
     port = free_port()
     service = Service([str(config)], port)
     try:
-        client = EventClient(f"ws://127.0.0.1:{port}/events")
+        client = EventClient(f"ws://127.0.0.1:{port}/events?replay=20")
         client.wait_for(lambda e: e.get("status") == "streaming", 30)
         before = client.wait_for(appeared, 40)
         camera.stop()
@@ -170,7 +171,7 @@ def test_sigint_also_stops_cleanly(demo_video: tuple[Path, GroundTruth]) -> None
     port = free_port()
     service = Service([str(video), "--loop"], port)
     try:
-        client = EventClient(f"ws://127.0.0.1:{port}/events")
+        client = EventClient(f"ws://127.0.0.1:{port}/events?replay=20")
         client.wait_for(lambda e: e.get("status") == "streaming", 30)
         service.process.send_signal(signal.SIGINT)
         assert service.process.wait(60) == 0
