@@ -119,7 +119,10 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     server, server_task, port = await start_server(app, config.server)
     base_url = f"http://{config.server.host}:{port}"
     publisher = MqttPublisher(config.mqtt, bus) if config.mqtt is not None else None
-    mqtt_task = asyncio.create_task(publisher.run()) if publisher is not None else None
+    mqtt_task = None
+    if publisher is not None:
+        mqtt_task = asyncio.create_task(publisher.run())
+        metrics.mqtt_connected.set_function(lambda: float(publisher.connected))
     for camera in cameras:
         camera.start()
     log.info("listening on %s (events: ws://%s:%d/events); %d camera(s): %s", base_url,

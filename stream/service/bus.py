@@ -18,8 +18,10 @@ EVENT_SCHEMA = "facestream.event/1"
 class Subscription:
     """One consumer's view of the bus: a bounded queue that drops its oldest events."""
 
-    def __init__(self, bus: EventBus, maxsize: int, cameras: set[str] | None) -> None:
+    def __init__(self, bus: EventBus, maxsize: int, cameras: set[str] | None,
+                 consumer: str) -> None:
         self._bus = bus
+        self.consumer = consumer  # what kind of consumer, for metrics: websocket, mqtt
         self._events: deque[Event] = deque()
         self._maxsize = maxsize
         self._wakeup = asyncio.Event()
@@ -88,9 +90,10 @@ class EventBus:
         return stamped
 
     def subscribe(self, maxsize: int, *, cameras: Iterable[str] | None = None,
-                  replay: int = 0) -> Subscription:
+                  replay: int = 0, consumer: str = "other") -> Subscription:
         """A new subscription, first given up to ``replay`` recent events of its cameras."""
-        subscription = Subscription(self, maxsize, set(cameras) if cameras is not None else None)
+        subscription = Subscription(self, maxsize, set(cameras) if cameras is not None else None,
+                                    consumer)
         if replay > 0:
             recent = [event for event in self._recent if subscription.wants(event)]
             for event in recent[-replay:]:

@@ -50,7 +50,6 @@ class EventsEndpoint:
         self._replay_limit = replay_limit
         self._token = settings.token.get_secret_value() if settings.token else None
         self._clients: set[Subscription] = set()
-        self._closing = asyncio.Event()
 
     async def handle(self, websocket: WebSocket) -> None:
         if not _authorized(websocket, self._token):
@@ -67,7 +66,8 @@ class EventsEndpoint:
             return
         await websocket.accept()
         subscription = self._bus.subscribe(self._settings.client_queue,
-                                           cameras=cameras or None, replay=replay)
+                                           cameras=cameras or None, replay=replay,
+                                           consumer="websocket")
         self._clients.add(subscription)
         self._metrics.ws_clients.inc()
         receiver = asyncio.create_task(self._receive(websocket))
@@ -142,7 +142,12 @@ def build_app(bus: EventBus, settings: ServerSettings, metrics: Metrics, *,
         return JSONResponse(document, 200 if document["status"] == "ok" else 503)
 
     def metrics_text(_: Request) -> Response:
-        metrics.queue_depth.labels("websocket").set(events.queued())
+        depths = {"websocket": 0, "mqtt": 0}
+        for subscription in bus.subscriptions:
+            depths[subscription.consumer] = depths.get(subscription.consumer, 0) + len(
+                subscription)
+        for consumer, depth in depths.items():
+            metrics.queue_depth.labels(consumer).set(depth)
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     app = Starlette(routes=[

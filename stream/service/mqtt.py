@@ -51,7 +51,7 @@ class MqttPublisher:
         self._backoff_max_s = max(backoff_max_s, backoff_initial_s)
         self._persons: dict[str, dict[str, Any]] = {}
         # Subscribed now, not when run() starts, so no event published meanwhile is missed.
-        self._subscription: Subscription = bus.subscribe(settings.queue)
+        self._subscription: Subscription = bus.subscribe(settings.queue, consumer="mqtt")
         self._pending: Event | None = None  # taken from the queue, not yet acknowledged
         self._task: asyncio.Task[None] | None = None
         self._closing = False

@@ -46,6 +46,9 @@ def test_file_camera_events_reach_websocket_and_mqtt_and_sigterm_closes_in_order
             metrics = body.decode()
             assert 'facestream_frames_analyzed_total{camera="lobby"}' in metrics
             assert "facestream_event_latency_seconds_bucket" in metrics
+            assert "facestream_mqtt_connected 1.0" in metrics
+            assert 'facestream_event_queue_depth{consumer="mqtt"}' in metrics
+            assert 'facestream_camera_state{camera="lobby",state="streaming"} 1.0' in metrics
             assert service.terminate() == 0
         finally:
             service.kill()
