@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import logging
 import os
 import signal
@@ -13,6 +15,7 @@ from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -273,3 +276,35 @@ def test_stop_is_prompt_while_a_file_plays(clip4: Path) -> None:
     with running(str(clip4), SLOW) as (_, statuses):
         statuses.wait_for("streaming")
     assert statuses.states() == ["streaming", "stopped"]
+
+
+@pytest.fixture
+def hls_url(tmp_path: Path, clip4: Path) -> Iterator[str]:
+    """The 4 s clip as HLS (1 s segments), served over HTTP on loopback."""
+    with av.open(str(clip4)) as source, av.open(str(tmp_path / "index.m3u8"), "w", format="hls",
+                                                options={"hls_time": "1",
+                                                         "hls_list_size": "0"}) as playlist:
+        video = source.streams.video[0]
+        output = playlist.add_stream_from_template(video)
+        for packet in source.demux(video):
+            if packet.dts is not None:
+                packet.stream = output
+                playlist.mux(packet)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.m3u8"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_hls_over_http_streams_frames(hls_url: str) -> None:
+    with running(hls_url) as (camera, statuses):
+        statuses.wait_for("streaming")
+        frames = collect(camera, 1.5)
+        assert len(frames) >= 5
+        assert_in_order(frames)
+        assert frames[0].image.shape == (240, 320, 3) and frames[0].detect_image is not None
