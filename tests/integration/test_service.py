@@ -181,3 +181,22 @@ def test_sigint_also_stops_cleanly(demo_video: tuple[Path, GroundTruth]) -> None
     finally:
         service.kill()
     service.wait_for_log("stopped", 5)
+
+
+def test_one_person_on_two_cameras_has_one_id(demo_video: tuple[Path, GroundTruth]) -> None:
+    video, truth = demo_video
+    port = free_port()
+    service = Service([f"east={video}", f"west={video}"], port)
+    try:
+        client = EventClient(f"ws://127.0.0.1:{port}/events?replay=50")
+        client.wait_for(lambda e: e.get("status") == "stopped" and e["camera"] == "east", 60)
+        client.wait_for(lambda e: e.get("status") == "stopped" and e["camera"] == "west", 30)
+        assert service.process.wait(30) == 0  # every camera ended: the service exits
+    finally:
+        service.kill()
+    people = {camera: {e["person"] for e in client.of_type("person.appeared")
+                       if e["camera"] == camera} for camera in ("east", "west")}
+    assert people["east"] == people["west"]
+    assert len(people["east"]) == len(truth.persons)
+    created = [e["person"] for e in client.of_type("person.appeared") if e["new"]]
+    assert sorted(created) == sorted(people["east"]), "an ID was created twice"
