@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -38,24 +39,45 @@ class HttpServer(uvicorn.Server):
         yield
 
 
-async def start_server(app: ASGIApp, settings: ServerSettings
+async def start_server(app: ASGIApp, settings: ServerSettings,
+                       listener: socket.socket | None = None
                        ) -> tuple[HttpServer, asyncio.Task[None], int]:
-    """Serve ``app`` on uvicorn in this loop; returns the server, its task and its port.
+    """Serve ``app`` on uvicorn in this loop (on ``listener`` when given, bound with
+    :func:`listen`); returns the server, its task and its port.
 
     Stop it with ``server.should_exit = True`` and await the task.
     """
     server = HttpServer(uvicorn.Config(
-        app, host=settings.host, port=settings.port, ws="websockets-sansio",
-        ws_ping_interval=settings.ping_interval_s, ws_ping_timeout=settings.ping_timeout_s,
-        lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve())
+        app, ws="websockets-sansio", ws_ping_interval=settings.ping_interval_s,
+        ws_ping_timeout=settings.ping_timeout_s, lifespan="off", log_level="warning"))
+    listener = listener or listen(settings.host, settings.port)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:
         if task.done():
-            raise StreamError(f"the HTTP server could not listen on {settings.host}:"
-                              f"{settings.port}; choose another --port or --host")
+            task.result()
+            raise StreamError(f"the HTTP server on {settings.host}:{settings.port} stopped "
+                              "while starting")
         await asyncio.sleep(0.02)
-    port = int(server.servers[0].sockets[0].getsockname()[1])
-    return server, task, port
+    return server, task, int(listener.getsockname()[1])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket: bound before anything else starts, so that a taken port is a clear
+    error at once."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listener = socket.socket(family, kind)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(address)
+            listener.listen(128)
+        except OSError:
+            listener.close()
+            raise
+    except OSError as error:
+        raise InputError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose "
+                         "another --port or --host") from None
+    return listener
 
 
 def load_worker(config: ServiceConfig) -> VisionWorker:
@@ -79,6 +101,7 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
+    listener = listen(config.server.host, config.server.port)
     metrics = Metrics()
     bus = EventBus(config.events.replay)
 
@@ -108,15 +131,15 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
                     emit=emit, metrics=metrics)
 
     def health() -> dict[str, Any]:
-        return {"status": "ok" if engine.is_alive() else "failing",
+        return {"status": "ok" if engine.error is None else "failing",
                 "uptime_s": round(time.monotonic() - started, 1),
                 "cameras": {camera.name: camera.stats.state for camera in cameras},
                 "identities": len(engine.gallery), "present": len(engine.appearances)}
 
     app, events_endpoint = build_app(bus, config.server, metrics,
                                      replay_limit=config.events.replay, health=health)
+    server, server_task, port = await start_server(app, config.server, listener)
     engine.start()
-    server, server_task, port = await start_server(app, config.server)
     base_url = f"http://{config.server.host}:{port}"
     publisher = MqttPublisher(config.mqtt, bus) if config.mqtt is not None else None
     mqtt_task = None
