@@ -1,14 +1,23 @@
-"""The gallery: identities, their exemplar embeddings, the FAISS index, and ID allocation."""
+"""The gallery: identities, their exemplar embeddings, the FAISS index, and ID allocation.
+
+The gallery's truth is its :class:`GalleryStore` (a SQLite file with ``--gallery``, else one in
+memory); the FAISS index is rebuilt from it when the gallery opens and kept in step with every
+change after that.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
+from stream.identity.store import GalleryError, GalleryStore
 from stream.types import FloatArray
+
+IN_MEMORY = Path(":memory:")
 
 
 @dataclass(frozen=True)
@@ -20,13 +29,16 @@ class Neighbours:
 
 
 class Gallery:
-    """Identities and their exemplars in an exact FAISS index (inner space of unit vectors).
+    """Identities and their exemplars in an exact FAISS index (Euclidean, unit vectors).
 
-    IDs are allocated here, by instance, as ``p1``, ``p2``, … in order of creation. Vectors of
-    another embedder are refused: they are not comparable.
+    IDs (``p1``, ``p2``, …) are allocated by the store and never given out twice. Vectors of
+    another embedder are refused: they are not comparable. Each identity keeps at most
+    ``max_exemplars``: when full, the least useful one (lowest quality times distance to its
+    nearest sibling) makes way, so a person seen for a week keeps a varied, bounded set.
     """
 
-    def __init__(self, dim: int, embedder: str, *, max_exemplars: int = 24,
+    def __init__(self, dim: int, embedder: str, *, version: str = "",
+                 store: GalleryStore | None = None, max_exemplars: int = 24,
                  min_exemplar_distance: float = 0.08) -> None:
         if max_exemplars < 1:
             raise ValueError(f"max_exemplars must be at least 1, got {max_exemplars}")
@@ -34,49 +46,118 @@ class Gallery:
         self.embedder = embedder
         self.max_exemplars = max_exemplars
         self.min_exemplar_distance = min_exemplar_distance
-        self._index = faiss.IndexFlatL2(dim)
-        self._owner: list[int] = []  # row of the index -> identity number
-        self._count: dict[int, int] = {}
+        self.store = store or GalleryStore(IN_MEMORY, embedder=embedder, version=version,
+                                           dim=dim)
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+        self._owner: dict[int, int] = {}  # exemplar id -> identity
+        self._members: dict[int, list[int]] = {}  # identity -> its exemplar ids
+        self._quality: dict[int, float] = {}  # exemplar id -> quality
+        self._rejected: dict[int, list[FloatArray]] = {}  # identity -> "not this person"
+        self.reload()
+
+    def reload(self) -> None:
+        """Rebuild the index from the store."""
+        self._index.reset()
+        self._owner.clear()
+        self._quality.clear()
+        self._members = {identity: [] for identity in self.store.identity_ids()}
+        exemplars = self.store.exemplars()
+        if exemplars:
+            vectors = np.stack([exemplar.vector for exemplar in exemplars])
+            self._check(vectors)
+            self._index.add_with_ids(vectors, np.asarray([e.id for e in exemplars], np.int64))
+        for exemplar in exemplars:
+            self._owner[exemplar.id] = exemplar.identity
+            self._members[exemplar.identity].append(exemplar.id)
+            self._quality[exemplar.id] = exemplar.quality
+        self._rejected = {}
+        for identity, vector in self.store.rejections():
+            self._rejected.setdefault(identity, []).append(vector)
 
     def __len__(self) -> int:
         """The number of identities."""
-        return len(self._count)
+        return len(self._members)
+
+    def __contains__(self, identity: int) -> bool:
+        return identity in self._members
 
     @staticmethod
     def label(identity: int) -> str:
         """The public ID of identity number ``identity``."""
         return f"p{identity}"
 
+    @staticmethod
+    def number(label: str) -> int:
+        """The identity number of a public ID (``p12`` or ``12``)."""
+        digits = label[1:] if label[:1] in ("p", "P") else label
+        if not digits.isdigit():
+            raise GalleryError(f"{label!r} is not a person ID; IDs look like p12")
+        return int(digits)
+
     def exemplar_count(self, identity: int) -> int:
         """How many exemplars identity ``identity`` has."""
-        return self._count.get(identity, 0)
+        return len(self._members.get(identity, []))
 
-    def create(self, embeddings: FloatArray) -> int:
+    def create(self, embeddings: FloatArray, *, quality: float = 1.0, source: str = "",
+               face: bytes | None = None) -> int:
         """A new identity holding (a diverse subset of) ``embeddings``; returns its number."""
-        identity = len(self._count) + 1
-        self._count[identity] = 0
-        self.add_exemplars(identity, embeddings)
+        self._check(embeddings)
+        with self.store.transaction():
+            identity = self.store.create_identity()
+            self._members[identity] = []
+            self._add(identity, embeddings, quality, source, face)
         return identity
 
-    def add_exemplars(self, identity: int, embeddings: FloatArray) -> int:
-        """Add those of ``embeddings`` that are not near-duplicates of the identity's exemplars,
-        up to ``max_exemplars``; returns how many were added."""
-        if identity not in self._count:
+    def add_exemplars(self, identity: int, embeddings: FloatArray, *, quality: float = 1.0,
+                      source: str = "", face: bytes | None = None) -> int:
+        """Add those of ``embeddings`` that are not near-duplicates of the identity's exemplars
+        (making way for them when the identity is full); returns how many were added."""
+        if identity not in self._members:
             raise KeyError(f"unknown identity {identity}")
         self._check(embeddings)
+        with self.store.transaction():
+            return self._add(identity, embeddings, quality, source, face)
+
+    def _add(self, identity: int, embeddings: FloatArray, quality: float, source: str,
+             face: bytes | None) -> int:
         added = 0
         for vector in embeddings:
-            if self._count[identity] >= self.max_exemplars:
-                break
-            own = self._exemplars(identity)
+            own = self._vectors(identity)
             if len(own) and float(np.min(np.linalg.norm(own - vector, axis=1))) < (
                     self.min_exemplar_distance):
                 continue
-            self._index.add(vector[None].astype(np.float32))
-            self._owner.append(identity)
-            self._count[identity] += 1
+            if len(own) >= self.max_exemplars and not self._make_way(identity, vector, quality):
+                continue
+            exemplar = self.store.add_exemplar(identity, vector, quality=quality, source=source,
+                                               face=face)
+            self._index.add_with_ids(vector[None].astype(np.float32),
+                                     np.asarray([exemplar], np.int64))
+            self._owner[exemplar] = identity
+            self._members[identity].append(exemplar)
+            self._quality[exemplar] = quality
             added += 1
         return added
+
+    def _make_way(self, identity: int, vector: FloatArray, quality: float) -> bool:
+        """Evict the identity's least useful exemplar if the new one is more useful."""
+        members = self._members[identity]
+        vectors = np.concatenate([self._vectors(identity), vector[None]])
+        distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
+        np.fill_diagonal(distances, np.inf)
+        qualities = np.asarray([self._quality[m] for m in members] + [quality])
+        usefulness = qualities * distances.min(axis=1)
+        weakest = int(np.argmin(usefulness))
+        if weakest == len(members):
+            return False
+        self._remove_exemplars([members[weakest]])
+        return True
+
+    def _remove_exemplars(self, exemplars: list[int]) -> None:
+        for exemplar in exemplars:
+            self.store.remove_exemplar(exemplar)
+            self._members[self._owner.pop(exemplar)].remove(exemplar)
+            self._quality.pop(exemplar)
+        self._index.remove_ids(np.asarray(exemplars, np.int64))  # type: ignore[arg-type]
 
     def search(self, queries: FloatArray, k: int) -> Neighbours:
         """The ``k`` nearest exemplars of each query."""
@@ -84,20 +165,80 @@ class Gallery:
         if self._index.ntotal == 0 or len(queries) == 0:
             shape = (len(queries), k)
             return Neighbours(np.full(shape, np.inf, np.float32), np.full(shape, -1, np.int64))
-        squared, rows = self._index.search(np.ascontiguousarray(queries, np.float32), k)
-        owners = np.asarray([*self._owner, -1], np.int64)  # row -1 (missing) maps to -1
-        identities = owners[rows]
-        distances = np.where(rows >= 0, np.sqrt(np.maximum(squared, 0.0)), np.inf)
+        squared, ids = self._index.search(np.ascontiguousarray(queries, np.float32), k)
+        identities = np.asarray([[self._owner.get(int(i), -1) for i in row] for row in ids],
+                                np.int64).reshape(ids.shape)
+        distances = np.where(ids >= 0, np.sqrt(np.maximum(squared, 0.0)), np.inf)
         return Neighbours(distances.astype(np.float32), identities)
 
-    def _exemplars(self, identity: int) -> FloatArray:
-        rows = [row for row, owner in enumerate(self._owner) if owner == identity]
-        if not rows:
+    def rejected(self, identity: int, query: FloatArray, within: float) -> bool:
+        """Whether a user marked a face like ``query`` (within ``within``) as not ``identity``."""
+        return any(float(np.linalg.norm(vector - query)) < within
+                   for vector in self._rejected.get(identity, []))
+
+    # Changes by the user
+
+    def reject(self, identity: int, template: FloatArray) -> None:
+        """Remember that faces like ``template`` are not ``identity``."""
+        self._require(identity)
+        self.store.add_rejection(identity, template)
+        self._rejected.setdefault(identity, []).append(template.astype(np.float32))
+
+    def merge(self, keep: int, gone: int) -> None:
+        """Make one person of two: ``gone``'s exemplars, appearances and marks become
+        ``keep``'s, and ``gone`` is removed."""
+        self._require(keep)
+        self._require(gone)
+        if keep == gone:
+            raise GalleryError(f"cannot merge {self.label(keep)} with itself; give two "
+                               "different people")
+        with self.store.transaction():
+            self.store.move_all(gone, keep)
+            self.store.seen(keep, self.store.identity(gone).last_seen)
+            self.store.delete_identity(gone)
+        self.reload()
+
+    def split(self, identity: int, *, exemplars: list[int], appearances: list[int]) -> int:
+        """Move the given exemplars and appearances of ``identity`` to a new identity."""
+        self._require(identity)
+        own_exemplars = set(self._members[identity])
+        own_appearances = {a.id for a in self.store.appearances(identity)}
+        strangers = ([f"exemplar {e}" for e in exemplars if e not in own_exemplars]
+                     + [f"appearance {a}" for a in appearances if a not in own_appearances])
+        if strangers:
+            raise GalleryError(f"{', '.join(strangers)} not of {self.label(identity)}; "
+                               f"`facestream gallery show {self.label(identity)}` lists them")
+        if not exemplars and not appearances:
+            raise GalleryError("give the exemplars or appearances to split off")
+        if exemplars and len(exemplars) == len(own_exemplars):
+            raise GalleryError(f"{self.label(identity)} must keep at least one exemplar")
+        with self.store.transaction():
+            new = self.store.create_identity()
+            self.store.move_exemplars(exemplars, new)
+            self.store.move_appearances(appearances, new)
+        self.reload()
+        return new
+
+    def forget(self, identity: int) -> None:
+        """Erase a person completely: exemplars, faces, appearances, marks."""
+        self._require(identity)
+        self.store.delete_identity(identity)
+        self.reload()
+
+    def _require(self, identity: int) -> None:
+        if identity not in self._members:
+            raise GalleryError(f"there is no person {self.label(identity)} in the gallery; "
+                               "`facestream gallery list` shows who is")
+
+    def _vectors(self, identity: int) -> FloatArray:
+        members = self._members.get(identity, [])
+        if not members:
             return np.zeros((0, self.dim), np.float32)
-        vectors: FloatArray = np.stack([self._index.reconstruct(row) for row in rows])
-        return vectors
+        return np.stack([self._index.reconstruct(member) for member in members])
 
     def _check(self, vectors: FloatArray) -> None:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"the {self.embedder} gallery takes vectors of dimension {self.dim}, "
                              f"got shape {vectors.shape}")
+
+
