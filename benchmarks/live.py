@@ -35,6 +35,7 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -139,6 +140,7 @@ class LiveRun:
     end: float
     frames: list[Analysed]
     event_latencies: list[float] = field(default_factory=list)  # seconds, from latency_ms
+    delivered: list[float] = field(default_factory=list)  # seconds, capture to the client
     counters: dict[tuple[str, str], float] = field(default_factory=dict)  # /metrics deltas
     backlog: int = 0  # frames still queued at the end (FIFO baseline)
 
@@ -226,10 +228,12 @@ async def run_service(config: ServiceConfig, worker: TimedWorker, seconds: float
         await service
         if listener is not None:
             await asyncio.wait_for(listener, 10)
+    person = [(at, event) for at, event in received if start <= at <= end
+              and "latency_ms" in event]
     return LiveRun(
         start, end, [frame for frame in worker.results if start <= frame.at <= end],
-        [event["latency_ms"] / 1000 for at, event in received
-         if start <= at <= end and "latency_ms" in event],
+        [event["latency_ms"] / 1000 for _, event in person],
+        [at - datetime.fromisoformat(event["captured_at"]).timestamp() for at, event in person],
         {key: value - before.get(key, 0.0) for key, value in after.items()})
 
 
@@ -284,7 +288,8 @@ def latency_row(system: str, run: LiveRun) -> list[str]:
             ms(p50(frames)),
             ms(p95(frames)), f"{ms(p95(first))} -> {ms(p95(second))}",
             ms(max(frames, default=math.nan)), str(len(run.event_latencies)),
-            ms(p50(run.event_latencies)), ms(p95(run.event_latencies)), str(run.backlog)]
+            ms(p50(run.event_latencies)), ms(p95(run.event_latencies)), ms(p95(run.delivered)),
+            str(run.backlog)]
 
 
 def measure_latency(video: Path, worker: TimedWorker) -> None:
@@ -294,11 +299,12 @@ def measure_latency(video: Path, worker: TimedWorker) -> None:
     print(f"latency: FIFO baseline, {LATENCY_S:g} s after {WARMUP_S:g} s", file=sys.stderr)
     fifo = run_fifo(video, worker, LATENCY_S)
     print(f"\nlatency: one 1280x720 30 fps camera analysed at {SAMPLE_FPS:g} fps "
-          f"({LATENCY_S:g} s measured; frame = capture to models' result, event = latency_ms)")
+          f"({LATENCY_S:g} s measured; frame = capture to the models' result, event = its "
+          "latency_ms, received = capture to the WebSocket client)")
     print(format_table(
         ("system", "analysed fps", "model ms/frame", "frames", "frame p50 ms", "frame p95 ms",
          "p95 1st -> 2nd half", "frame max ms", "events", "event p50 ms", "event p95 ms",
-         "backlog"),
+         "received p95 ms", "backlog"),
         [latency_row("service (latest wins)", service), latency_row("FIFO baseline", fifo)]))
 
 
@@ -359,15 +365,17 @@ class ClientResult:
     last_at: float  # wall clock of the last event
 
 
-def run_clients(url: str, clients: int, timeout_s: float) -> list[ClientResult]:
+def run_clients(url: str, clients: int, timeout_s: float, deflate: bool) -> list[ClientResult]:
     """Connect ``clients`` WebSocket clients to ``url`` and read until the end marker (or
-    ``timeout_s``). Runs in a process of its own so that the clients do not share the server's
-    interpreter."""
-    return asyncio.run(_read_all(url, clients, timeout_s))
+    ``timeout_s``); ``deflate``: offer permessage-deflate, as browsers and websockets do. Runs in
+    a process of its own so that the clients do not share the server's interpreter."""
+    return asyncio.run(_read_all(url, clients, timeout_s, deflate))
 
 
-async def _read_all(url: str, clients: int, timeout_s: float) -> list[ClientResult]:
-    connections = [await connect(url) for _ in range(clients)]
+async def _read_all(url: str, clients: int, timeout_s: float, deflate: bool
+                    ) -> list[ClientResult]:
+    compression = "deflate" if deflate else None
+    connections = [await connect(url, compression=compression) for _ in range(clients)]
     return list(await asyncio.gather(*(_read(connection, timeout_s)
                                        for connection in connections)))
 
@@ -414,7 +422,7 @@ class Fanout:
     results: list[ClientResult]
 
 
-async def run_fanout(clients: int) -> Fanout:
+async def run_fanout(clients: int, deflate: bool = True) -> Fanout:
     """Publish to ``clients`` WebSocket clients of the real app for ``FANOUT_S`` seconds."""
     bus = EventBus(replay=0)
     settings = ServerSettings(port=0)
@@ -427,7 +435,7 @@ async def run_fanout(clients: int) -> Fanout:
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             reading = loop.run_in_executor(pool, run_clients, f"ws://127.0.0.1:{port}/events",
-                                           clients, FANOUT_S + 60)
+                                           clients, FANOUT_S + 60, deflate)
             async with asyncio.timeout(120):
                 while len(bus.subscriptions) < clients:
                     await asyncio.sleep(0.05)
@@ -463,10 +471,12 @@ def fanout_row(system: str, run: Fanout) -> list[str]:
 def measure_fanout() -> None:
     """The fan-out table: 1 client against ``FANOUT_CLIENTS``."""
     rows = []
-    for system, clients in (("baseline", 1), ("fan-out", FANOUT_CLIENTS)):
-        print(f"fanout: {clients} client(s), {FANOUT_RATE:g} events/s for {FANOUT_S:g} s",
-              file=sys.stderr)
-        rows.append(fanout_row(system, asyncio.run(run_fanout(clients))))
+    # The last row shows what permessage-deflate (one compressor per client) costs the server.
+    for system, clients, deflate in (("baseline", 1, True), ("fan-out", FANOUT_CLIENTS, True),
+                                     ("fan-out, no deflate", FANOUT_CLIENTS, False)):
+        print(f"fanout: {system}, {clients} client(s), {FANOUT_RATE:g} events/s for "
+              f"{FANOUT_S:g} s", file=sys.stderr)
+        rows.append(fanout_row(system, asyncio.run(run_fanout(clients, deflate))))
     print(f"\nfanout: person.appeared-like events ({THUMBNAIL_BYTES * 4 // 3} B thumbnail) "
           f"published at {FANOUT_RATE:g}/s for {FANOUT_S:g} s to WebSocket clients in another "
           "process (delivered = total over clients; dropped = announced by events.dropped)")

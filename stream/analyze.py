@@ -12,13 +12,14 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.errors import DecodeError
-from stream.identity.gallery import Gallery
+from stream.identity.gallery import Gallery, open_gallery
 from stream.identity.matcher import Identifier, MatchSettings
 from stream.identity.track import Observation, Track
 from stream.report import (
     Detection,
     Person,
     face_crop,
+    jpeg_bytes,
     merge_spans,
     prepare_output,
     report_document,
@@ -45,6 +46,7 @@ class AnalyzeOptions:
     batch_frames: int = 4
     threshold: float | None = None  # None: the embedder's calibrated threshold
     appearance_gap_s: float = 1.5  # absences up to this long do not split an appearance
+    gallery: Path | None = None  # a persistent gallery: people keep their IDs across runs
 
     def __post_init__(self) -> None:
         if self.sample_fps is not None and not 0 < self.sample_fps <= 120:
@@ -108,6 +110,11 @@ class _Collector:
             if quality > self.best.get(track.number, (-1.0, None))[0]:
                 self.best[track.number] = (quality, face_crop(result.frame.image,
                                                               result.faces.boxes[i]))
+
+    def face_jpeg(self, track: Track) -> bytes | None:
+        """The track's best face so far as JPEG, kept with the exemplars it gives."""
+        best = self.best.get(track.number)
+        return jpeg_bytes(best[1]) if best is not None else None
 
     def persons(self, half_step: float, gap_s: float, duration: float) -> list[Person]:
         by_identity: dict[int, list[Track]] = {}
@@ -173,13 +180,17 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
                               detect_width=options.detect_width, weights=options.weights,
                               allow_download=options.allow_download)
     embedder = worker.embedder
+    collector = _Collector()
+    gallery = None
     if assigner is None:
         settings = MatchSettings(threshold=options.threshold or embedder.threshold)
-        assigner = Identifier(Gallery(embedder.dim, embedder.name), settings)
+        gallery = open_gallery(options.gallery, dim=embedder.dim, embedder=embedder.name,
+                               version=embedder.version)
+        assigner = Identifier(gallery, settings, source=f"file:{video.resolve()}",
+                              face_of=collector.face_jpeg)
     log.info("analysing %s (%dx%d, %.2f fps) with %s on %s", video, info.width, info.height,
              info.fps, embedder.name, worker.device)
     stats = DecodeStats()
-    collector = _Collector()
     known: set[int] = set()
     frames = prefetch(sampled_frames(info, options.sample_fps, stats,
                                      detect_width=worker.detector.detect_width))
@@ -208,6 +219,12 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
         frames_analyzed=stats.frames_sampled, embedder=(embedder.name, embedder.version),
         persons=persons, problems=stats.problems)
     write_report(out, document, collector.detections(), persons)
+    if gallery is not None and options.gallery is not None:
+        with gallery.store.transaction():
+            for person in persons:
+                for start, end in person.appearances:
+                    gallery.store.add_appearance(Gallery.number(person.id),
+                                                 f"file:{video.resolve()}", start, end)
     return AnalyzeResult(out, len(persons), stats.frames_sampled, duration, stats.problems)
 
 

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="identity distance threshold (default: the embedder's calibrated "
                          "one)")
     analyze.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    analyze.add_argument("--gallery", type=Path, default=None,
+                         help="gallery file: people keep their IDs across runs and cameras")
 
     run = commands.add_parser(
         "run", help="watch live cameras and publish appearance events",
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="play files again from the start when they end")
     run.add_argument("--embedder", choices=EMBEDDERS, default=None)
     run.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--gallery", type=Path, default=None,
+                     help="gallery file: people keep their IDs across runs and cameras")
 
     check = commands.add_parser("check-config", help="validate a YAML configuration file")
     check.add_argument("config", type=Path, help="the YAML file")
@@ -116,7 +120,7 @@ def _analyze(args: argparse.Namespace) -> int:
     options = AnalyzeOptions(sample_fps=args.sample_fps, detect_width=args.detect_width,
                              embedder=args.embedder, weights=args.weights,
                              allow_download=args.allow_download, threshold=args.threshold,
-                             device=args.device)
+                             device=args.device, gallery=args.gallery)
     with tqdm(unit="s", desc="analysing", disable=args.quiet or None,
               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s video [{elapsed}<{remaining}]",
               ) as bar, logging_redirect_tqdm():
@@ -164,6 +168,8 @@ def _run_config(args: argparse.Namespace) -> ServiceConfig:
             server[key] = value
     if isinstance(server.get("token"), SecretStr):
         server["token"] = server["token"].get_secret_value()
+    if args.gallery is not None:
+        document["gallery"] = {**(document.get("gallery") or {}), "path": args.gallery}
     if args.mqtt:
         document["mqtt"] = {**(document.get("mqtt") or {}), "url": args.mqtt}
     engine = document.setdefault("engine", {})

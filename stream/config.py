@@ -132,6 +132,15 @@ class EngineSettings(_Strict):
                                   "models at once, across cameras")
 
 
+class GallerySettings(_Strict):
+    """The persistent gallery: who has been seen, across runs."""
+
+    path: Path = Field(description="the gallery file (SQLite); created when missing")
+    retention_days: float | None = Field(None, gt=0, le=36500, description="unnamed people "
+                                         "not seen for this many days are removed (null: "
+                                         "kept for ever)")
+
+
 class EventSettings(_Strict):
     """When appearance events are sent."""
 
@@ -224,6 +233,8 @@ class ServiceConfig(_Strict):
     events: EventSettings = EventSettings()
     server: ServerSettings = ServerSettings()
     mqtt: MqttSettings | None = Field(None, description="null: no MQTT")
+    gallery: GallerySettings | None = Field(None, description="null: identities live only as "
+                                            "long as the process")
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServiceConfig:

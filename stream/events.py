@@ -93,6 +93,11 @@ class Appearances:
         current.best_quality = max(current.best_quality, sighting.quality)
         return [self._face_event("person.updated", sighting, now, with_thumbnail=better)]
 
+    def spans(self) -> list[tuple[str, str, float, float]]:
+        """Every open appearance: camera, person, start and last sighting (wall clock)."""
+        return [(camera, person, appearance.start, appearance.last_seen)
+                for (camera, person), appearance in self._open.items()]
+
     def expire(self, now: float) -> list[Event]:
         """``person.left`` for every appearance not seen for ``left_after_s``."""
         gone = [key for key, appearance in self._open.items()

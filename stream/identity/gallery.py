@@ -225,6 +225,17 @@ class Gallery:
         self.store.delete_identity(identity)
         self.reload()
 
+    def retire(self, unseen_since: float) -> list[int]:
+        """Remove the unnamed identities not seen since ``unseen_since`` (retention); returns
+        their numbers."""
+        gone = self.store.unnamed_unseen_since(unseen_since)
+        if gone:
+            with self.store.transaction():
+                for identity in gone:
+                    self.store.delete_identity(identity)
+            self.reload()
+        return gone
+
     def _require(self, identity: int) -> None:
         if identity not in self._members:
             raise GalleryError(f"there is no person {self.label(identity)} in the gallery; "
@@ -242,3 +253,7 @@ class Gallery:
                              f"got shape {vectors.shape}")
 
 
+def open_gallery(path: Path | None, *, dim: int, embedder: str, version: str) -> Gallery:
+    """The gallery in ``path`` (created when missing), or one in memory for ``None``."""
+    store = GalleryStore(path or IN_MEMORY, embedder=embedder, version=version, dim=dim)
+    return Gallery(dim, embedder, version=version, store=store)

@@ -13,6 +13,7 @@ alone decides.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -90,7 +91,7 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
     query = template(good if len(good) else track.embeddings(good_only=False))
     reach = settings.threshold + settings.uncertain_band
     found = {i: c for i, c in candidates(gallery, query, settings.neighbours, reach).items()
-             if i not in exclude}
+             if i not in exclude and not gallery.rejected(i, query, settings.threshold)}
     ranked = sorted((distance, identity) for identity, (distance, _) in found.items())
     best_distance, best = ranked[0] if ranked else (float("inf"), None)
     second = ranked[1][0] if len(ranked) > 1 else float("inf")
@@ -121,10 +122,15 @@ class Identifier:
     earlier faces of a track retroactively (file reports) or announce it (live events).
     """
 
-    def __init__(self, gallery: Gallery, settings: MatchSettings, *,
-                 max_gap_s: float = 1.5) -> None:
+    def __init__(self, gallery: Gallery, settings: MatchSettings, *, max_gap_s: float = 1.5,
+                 source: str = "", face_of: Callable[[Track], bytes | None] | None = None
+                 ) -> None:
+        """``source`` (camera or file) is recorded with each exemplar; ``face_of`` gives the
+        JPEG of a track's best face, kept with its exemplars for re-embedding."""
         self.gallery = gallery
         self.settings = settings
+        self.source = source
+        self.face_of = face_of or (lambda track: None)
         # The tracker compares single faces with a track's recent faces: noisier than
         # templates, so its limits sit above the template threshold.
         self.tracker = Tracker(link_distance=settings.threshold * 1.4,
@@ -149,7 +155,7 @@ class Identifier:
                 pending = self._pending.setdefault(track.number, [])
                 pending.append(track.last.embedding)
                 if len(pending) >= self.settings.exemplar_faces:
-                    self.gallery.add_exemplars(track.identity, template(np.stack(pending))[None])
+                    self._remember(track, np.stack(pending))
                     pending.clear()
         self._open = [track for track in self._open if t - track.last.t <= 30.0]
         self._open.extend(track for track in tracks if track not in self._open)
@@ -181,12 +187,26 @@ class Identifier:
             assert decision.identity is not None
             track.identity = decision.identity
             if len(good):
-                self.gallery.add_exemplars(track.identity, template(good)[None])
+                self._remember(track, good)
             return True
         if decision.verdict is Verdict.NEW:
-            track.identity = self.gallery.create(template(good)[None])
+            track.identity = self.gallery.create(
+                template(good)[None], quality=self._quality(track), source=self.source,
+                face=self.face_of(track))
             return True
         return False
+
+    def _remember(self, track: Track, vectors: FloatArray) -> None:
+        """Add the template of ``vectors`` (good faces of ``track``) to its identity."""
+        assert track.identity is not None
+        self.gallery.add_exemplars(track.identity, template(vectors)[None],
+                                   quality=self._quality(track), source=self.source,
+                                   face=self.face_of(track))
+
+    @staticmethod
+    def _quality(track: Track) -> float:
+        good = [obs.quality for obs in track.observations if obs.good]
+        return float(np.mean(good)) if good else 0.0
 
 
 __all__ = ["Decision", "Identifier", "MatchSettings", "Verdict", "candidates", "decide", "template"]

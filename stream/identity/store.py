@@ -233,6 +233,13 @@ class GalleryStore:
         assert cursor.lastrowid is not None
         return int(cursor.lastrowid)
 
+    def extend_appearance(self, appearance: int, end: float) -> None:
+        """The appearance lasted until ``end`` (it may have been merged away or forgotten)."""
+        self._db.execute("UPDATE appearances SET end = MAX(end, ?) WHERE id = ?",
+                         (end, appearance))
+        self._db.execute("UPDATE identities SET last_seen = MAX(last_seen, ?) WHERE id ="
+                         " (SELECT identity FROM appearances WHERE id = ?)", (end, appearance))
+
     def appearances(self, identity: int | None = None) -> list[AppearanceRecord]:
         rows = self._db.execute(
             "SELECT id, identity, source, start, end FROM appearances"

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from stream.config import ServerSettings, ServiceConfig, redact_url
 from stream.errors import InputError, StreamError
 from stream.events import Event, status_event
+from stream.identity.gallery import open_gallery
 from stream.service.bus import EventBus
 from stream.service.engine import Engine
 from stream.service.http import build_app
@@ -121,14 +122,20 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     if worker is None:
         log.info("loading the models")
         worker = await asyncio.to_thread(load_worker, config)
-    log.info("models: %s on %s", worker.embedder.name, worker.device)
+    embedder = worker.embedder
+    log.info("models: %s on %s", embedder.name, worker.device)
+    gallery = open_gallery(config.gallery.path if config.gallery else None, dim=embedder.dim,
+                           embedder=embedder.name, version=embedder.version)
+    if config.gallery is not None:
+        log.info("gallery %s: %d people", config.gallery.path, len(gallery))
     frame_ready = threading.Event()
     cameras = [Camera(camera, config.sources, detect_width=worker.detector.detect_width,
                       on_status=on_status, frame_ready=frame_ready)
                for camera in config.cameras]
     metrics.watch_cameras(lambda: cameras)
-    engine = Engine(worker, cameras, frame_ready, engine=config.engine, events=config.events,
-                    emit=emit, metrics=metrics)
+    engine = Engine(worker, cameras, frame_ready, gallery=gallery, engine=config.engine,
+                    events=config.events, emit=emit, metrics=metrics,
+                    retention_days=config.gallery.retention_days if config.gallery else None)
 
     def health() -> dict[str, Any]:
         return {"status": "ok" if engine.error is None else "failing",

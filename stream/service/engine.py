@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from stream.analyze import observations
 from stream.config import EngineSettings, EventSettings
@@ -19,7 +20,7 @@ from stream.events import Appearances, Event, Sighting
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings
 from stream.identity.track import Track
-from stream.report import face_crop
+from stream.report import face_crop, jpeg_bytes
 from stream.service.metrics import Metrics
 from stream.sources import Camera
 from stream.types import Frame, ImageArray
@@ -27,6 +28,12 @@ from stream.vision.executor import FrameFaces, SharpnessBaseline, VisionWorker
 
 log = logging.getLogger(__name__)
 ENDED_STATES = ("stopped", "failed")
+SAVE_EVERY_S = 2.0  # open appearances are written to the gallery this often
+RETIRE_EVERY_S = 3600.0  # retention is applied at start and then this often
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 @dataclass
@@ -40,18 +47,31 @@ class _Lane:
     wall_offset: float = 0.0  # captured_at - t of the camera's latest frame
     ended: bool = False
 
+    def face_jpeg(self, track: Track) -> bytes | None:
+        """The track's best face as JPEG, kept with the exemplars it gives."""
+        best = self.best.get(track.number)
+        return jpeg_bytes(best[1], quality=90) if best is not None else None
+
 
 class Engine:
     """Runs the models on the cameras' newest frames in one thread until :meth:`stop`."""
 
     def __init__(self, worker: VisionWorker, cameras: list[Camera], frame_ready: threading.Event,
-                 *, engine: EngineSettings, events: EventSettings,
-                 emit: Callable[[Event], None], metrics: Metrics) -> None:
-        embedder = worker.embedder
+                 *, gallery: Gallery, engine: EngineSettings, events: EventSettings,
+                 emit: Callable[[Event], None], metrics: Metrics,
+                 retention_days: float | None = None) -> None:
         self.worker = worker
-        self.gallery = Gallery(embedder.dim, embedder.name)
-        settings = MatchSettings(threshold=engine.threshold or embedder.threshold)
-        self._lanes = [_Lane(camera, Identifier(self.gallery, settings)) for camera in cameras]
+        self._retention_s = retention_days * 86400 if retention_days else None
+        self._retired_at = -float("inf")
+        self.gallery = gallery
+        settings = MatchSettings(threshold=engine.threshold or worker.embedder.threshold)
+        self._lanes = []
+        for camera in cameras:
+            lane = _Lane(camera, Identifier(gallery, settings, source=f"camera:{camera.name}"))
+            lane.identifier.face_of = lane.face_jpeg
+            self._lanes.append(lane)
+        self._rows: dict[tuple[str, str], int] = {}  # open appearance -> its gallery row
+        self._saved_at = time.monotonic()
         self._frame_ready = frame_ready
         self._max_batch = engine.max_batch_frames
         self.appearances = Appearances(events)
@@ -108,6 +128,15 @@ class Engine:
             for start in range(0, len(group), self._max_batch):
                 self._analyse(group[start:start + self._max_batch])
         self._send(self.appearances.expire(time.time()))
+        if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            self._save_open_appearances()
+        if self._retention_s and time.monotonic() - self._retired_at >= RETIRE_EVERY_S:
+            self._retired_at = time.monotonic()
+            self._save_open_appearances()  # people present now are seen now
+            gone = self.gallery.retire(time.time() - self._retention_s)
+            if gone:
+                log.info("retention: removed %d unnamed people not seen for %g days",
+                         len(gone), self._retention_s / 86400)
         self._metrics.identities.set(len(self.gallery))
         self._metrics.open_appearances.set(len(self.appearances))
 
@@ -178,7 +207,35 @@ class Engine:
         lane.best.clear()
         self._send(events)
 
+    def _save_open_appearances(self) -> None:
+        """Write how far the open appearances have got, so a crash loses only the last
+        moments of them."""
+        self._saved_at = time.monotonic()
+        store = self.gallery.store
+        with store.transaction():
+            for camera, person, start, last_seen in self.appearances.spans():
+                identity = Gallery.number(person)
+                if identity not in self.gallery:
+                    continue  # forgotten or merged meanwhile
+                row = self._rows.get((camera, person))
+                if row is None:
+                    self._rows[camera, person] = store.add_appearance(
+                        identity, f"camera:{camera}", start, last_seen)
+                else:
+                    store.extend_appearance(row, last_seen)
+
     def _send(self, events: list[Event]) -> None:
+        left = [event for event in events if event["type"] == "person.left"]
+        if left:
+            self._save_open_appearances()
+        for event in left:
+            row = self._rows.pop((event["camera"], event["person"]), None)
+            if row is not None:
+                self.gallery.store.extend_appearance(row, _epoch(event["end"]))
+            elif Gallery.number(event["person"]) in self.gallery:
+                self.gallery.store.add_appearance(
+                    Gallery.number(event["person"]), f"camera:{event['camera']}",
+                    _epoch(event["start"]), _epoch(event["end"]))
         for event in events:
             if event["type"] == "person.appeared":
                 log.info("%s %s on %s", event["person"],
