@@ -110,6 +110,11 @@ class Appearances:
         keys = [key for key in self._open if camera is None or key[0] == camera]
         return [self._left(key, now) for key in keys]
 
+    def end(self, camera: str, person: str, *, now: float) -> list[Event]:
+        """``person.left`` for one appearance, if open (the person was merged, forgotten or
+        rejected)."""
+        return [self._left((camera, person), now)] if (camera, person) in self._open else []
+
     def _left(self, key: tuple[str, str], now: float) -> Event:
         appearance = self._open.pop(key)
         return {"type": "person.left", "camera": key[0], "person": key[1],

@@ -152,6 +152,11 @@ class GalleryStore:
             raise
         self._db.execute("COMMIT")
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection (for backups and maintenance)."""
+        return self._db
+
     def close(self) -> None:
         self._db.close()
 

@@ -8,17 +8,21 @@ It never waits on a consumer: events leave through ``emit``, which must not bloc
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 from stream.analyze import observations
 from stream.config import EngineSettings, EventSettings
 from stream.events import Appearances, Event, Sighting
 from stream.identity.gallery import Gallery
-from stream.identity.matcher import Identifier, MatchSettings
+from stream.identity.matcher import Identifier, MatchSettings, template
+from stream.identity.store import GalleryError
 from stream.identity.track import Track
 from stream.report import face_crop, jpeg_bytes
 from stream.service.metrics import Metrics
@@ -28,6 +32,7 @@ from stream.vision.executor import FrameFaces, SharpnessBaseline, VisionWorker
 
 log = logging.getLogger(__name__)
 ENDED_STATES = ("stopped", "failed")
+T = TypeVar("T")
 SAVE_EVERY_S = 2.0  # open appearances are written to the gallery this often
 RETIRE_EVERY_S = 3600.0  # retention is applied at start and then this often
 
@@ -78,6 +83,8 @@ class Engine:
         self._emit = emit
         self._metrics = metrics
         self._stop = threading.Event()
+        self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = (
+            queue.SimpleQueue())
         self._thread = threading.Thread(target=self._run, name="models", daemon=True)
         self.error: BaseException | None = None
 
@@ -96,12 +103,64 @@ class Engine:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    def call(self, operation: Callable[[Gallery], T]) -> Future[T]:
+        """Run ``operation`` on the gallery in the model thread, between two frames (the
+        thread owns the gallery); its result or exception comes back through the future."""
+        future: Future[T] = Future()
+        self._commands.put((lambda: operation(self.gallery), future))
+        self._frame_ready.set()
+        return future
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                command, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(command())
+                except Exception as error:  # the caller's to report
+                    future.set_exception(error)
+                self._reconcile()
+
+    def _reconcile(self) -> None:
+        """After a change by the user: tracks of people who are no longer in the gallery are
+        decided again, and their open appearances end."""
+        events: list[Event] = []
+        now = time.time()
+        for lane in self._lanes:
+            for track in lane.identifier.tracker.active:
+                if track.identity is not None and track.identity not in self.gallery:
+                    track.identity = None
+        for camera, person, _, _ in self.appearances.spans():
+            if Gallery.number(person) not in self.gallery:
+                events += self.appearances.end(camera, person, now=now)
+        self._send(events)
+
+    def reject(self, identity: int, camera: str) -> int:
+        """"Not this person": the tracks now assigned ``identity`` on ``camera`` are not them.
+        Their faces are remembered as not ``identity`` and the tracks are decided again.
+        Call it in the model thread (through :meth:`call`); returns how many tracks."""
+        lanes = [lane for lane in self._lanes if lane.camera.name == camera]
+        if not lanes:
+            raise GalleryError(f"there is no camera {camera!r}")
+        tracks = [track for track in lanes[0].identifier.tracker.active
+                  if track.identity == identity]
+        for track in tracks:
+            self.gallery.reject(identity, template(track.embeddings(good_only=False)))
+            track.identity = None
+        self._send(self.appearances.end(camera, Gallery.label(identity), now=time.time()))
+        return len(tracks)
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 self._frame_ready.wait(0.25)
                 self._frame_ready.clear()
+                self._run_commands()
                 self.step()
+            self._run_commands()
             self.step()
             for lane in self._lanes:
                 self._end(lane)
