@@ -38,8 +38,8 @@ def test_people_survive_reopening_and_ids_are_never_reused(tmp_path: Path) -> No
     record = again.store.identity(first)
     assert (record.exemplars, record.appearances, record.seen_s) == (1, 1, 30.0)
     exemplar = again.store.exemplars(first)[0]
-    assert (exemplar.source, exemplar.face, exemplar.quality) == ("camera:door", b"\xff\xd8jpeg",
-                                                                  pytest.approx(0.9))
+    assert (exemplar.source, exemplar.face) == ("camera:door", b"\xff\xd8jpeg")
+    assert exemplar.quality == pytest.approx(0.9)
 
 
 def test_a_gallery_of_another_embedder_is_refused(tmp_path: Path) -> None:
