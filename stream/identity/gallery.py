@@ -196,7 +196,9 @@ class Gallery:
             self.store.move_all(gone, keep)
             self.store.seen(keep, self.store.identity(gone).last_seen)
             self.store.delete_identity(gone)
-        self.reload()
+        self._move(list(self._members[gone]), keep)
+        del self._members[gone]
+        self._rejected.setdefault(keep, []).extend(self._rejected.pop(gone, []))
 
     def split(self, identity: int, *, exemplars: list[int], appearances: list[int]) -> int:
         """Move the given exemplars and appearances of ``identity`` to a new identity."""
@@ -216,14 +218,15 @@ class Gallery:
             new = self.store.create_identity()
             self.store.move_exemplars(exemplars, new)
             self.store.move_appearances(appearances, new)
-        self.reload()
+        self._members[new] = []
+        self._move(exemplars, new)
         return new
 
     def forget(self, identity: int) -> None:
         """Erase a person completely: exemplars, faces, appearances, marks."""
         self._require(identity)
         self.store.delete_identity(identity)
-        self.reload()
+        self._drop(identity)
 
     def retire(self, unseen_since: float) -> list[int]:
         """Remove the unnamed identities not seen since ``unseen_since`` (retention); returns
@@ -233,8 +236,26 @@ class Gallery:
             with self.store.transaction():
                 for identity in gone:
                     self.store.delete_identity(identity)
-            self.reload()
+            for identity in gone:
+                self._drop(identity)
         return gone
+
+    def _move(self, exemplars: list[int], identity: int) -> None:
+        """The index's side of moving exemplars to another identity (the vectors stay)."""
+        for exemplar in exemplars:
+            self._members[self._owner[exemplar]].remove(exemplar)
+            self._owner[exemplar] = identity
+            self._members[identity].append(exemplar)
+
+    def _drop(self, identity: int) -> None:
+        """The index's side of deleting an identity (the store cascades by itself)."""
+        exemplars = self._members.pop(identity)
+        self._rejected.pop(identity, None)
+        for exemplar in exemplars:
+            del self._owner[exemplar]
+            del self._quality[exemplar]
+        if exemplars:
+            self._index.remove_ids(np.asarray(exemplars, np.int64))  # type: ignore[arg-type]
 
     def _require(self, identity: int) -> None:
         if identity not in self._members:
