@@ -53,6 +53,7 @@ class Gallery:
         self._members: dict[int, list[int]] = {}  # identity -> its exemplar ids
         self._quality: dict[int, float] = {}  # exemplar id -> quality
         self._rejected: dict[int, list[FloatArray]] = {}  # identity -> "not this person"
+        self.highest = 0  # the highest identity number in use (IDs only grow)
         self.reload()
 
     def reload(self) -> None:
@@ -61,6 +62,7 @@ class Gallery:
         self._owner.clear()
         self._quality.clear()
         self._members = {identity: [] for identity in self.store.identity_ids()}
+        self.highest = max(self._members, default=0)
         exemplars = self.store.exemplars()
         if exemplars:
             vectors = np.stack([exemplar.vector for exemplar in exemplars])
@@ -105,6 +107,7 @@ class Gallery:
         with self.store.transaction():
             identity = self.store.create_identity()
             self._members[identity] = []
+            self.highest = max(self.highest, identity)
             self._add(identity, embeddings, quality, source, face)
         return identity
 
@@ -219,6 +222,7 @@ class Gallery:
             self.store.move_exemplars(exemplars, new)
             self.store.move_appearances(appearances, new)
         self._members[new] = []
+        self.highest = max(self.highest, new)
         self._move(exemplars, new)
         return new
 

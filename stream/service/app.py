@@ -144,7 +144,8 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
                 "identities": len(engine.gallery), "present": len(engine.appearances)}
 
     app, events_endpoint = build_app(bus, config.server, metrics,
-                                     replay_limit=config.events.replay, health=health)
+                                     replay_limit=config.events.replay, health=health,
+                                     engine=engine)
     server, server_task, port = await start_server(app, config.server, listener)
     engine.start()
     base_url = f"http://{config.server.host}:{port}"

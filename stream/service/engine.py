@@ -86,6 +86,7 @@ class Engine:
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = (
             queue.SimpleQueue())
         self._thread = threading.Thread(target=self._run, name="models", daemon=True)
+        self._finished = threading.Event()
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -109,7 +110,19 @@ class Engine:
         future: Future[T] = Future()
         self._commands.put((lambda: operation(self.gallery), future))
         self._frame_ready.set()
+        if self._finished.is_set():  # nobody will run it
+            self._fail_commands()
         return future
+
+    def _fail_commands(self) -> None:
+        while True:
+            try:
+                _, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                future.set_exception(GalleryError("the service is stopping; the gallery takes "
+                                                  "no more changes"))
 
     def _run_commands(self) -> None:
         while True:
@@ -150,7 +163,8 @@ class Engine:
         for track in tracks:
             self.gallery.reject(identity, template(track.embeddings(good_only=False)))
             track.identity = None
-        self._send(self.appearances.end(camera, Gallery.label(identity), now=time.time()))
+        if tracks:
+            self._send(self.appearances.end(camera, Gallery.label(identity), now=time.time()))
         return len(tracks)
 
     def _run(self) -> None:
@@ -168,6 +182,9 @@ class Engine:
         except BaseException as error:  # the service sees it and shuts down
             log.exception("the model thread failed")
             self.error = error
+        finally:
+            self._finished.set()
+            self._fail_commands()
 
     def step(self) -> None:
         """Analyse the newest frame of every camera that has one; expire old appearances."""
@@ -218,7 +235,7 @@ class Engine:
         self._metrics.faces.labels(name).inc(len(result.faces))
         if frame.captured_at is not None:
             lane.wall_offset = frame.captured_at - frame.t
-        known = len(self.gallery)
+        known = self.gallery.highest
         tracks, decided = lane.identifier.observe(frame.t, observations(result))
         for i, track in enumerate(tracks):
             quality = float(result.quality[i]) + (1.0 if result.good[i] else 0.0)
@@ -239,6 +256,8 @@ class Engine:
         self._send(events)
 
     def _sighting(self, lane: _Lane, track: Track, known: int) -> Sighting:
+        """``known``: the highest identity number before this frame (IDs only grow, so a higher
+        one was created for this track)."""
         assert track.identity is not None
         last = track.last
         quality, crop = lane.best[track.number]
@@ -256,7 +275,7 @@ class Engine:
         if lane.ended:
             return
         lane.ended = True
-        known = len(self.gallery)
+        known = self.gallery.highest
         now = time.time()
         events: list[Event] = []
         for track in lane.identifier.finish():
