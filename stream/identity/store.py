@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from stream.errors import InputError
 from stream.types import FloatArray
@@ -117,6 +118,7 @@ class GalleryStore:
                 "Nothing was changed: restore it from a backup (`facestream gallery export` "
                 "writes one), or give another --gallery path to start a new one") from None
         self._check_meta(embedder, version, dim)
+        self.dim = dim
 
     def _check_meta(self, embedder: str, version: str, dim: int) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -135,6 +137,11 @@ class GalleryStore:
                 f"({meta.get('embedder_version')}), not {embedder} ({version}); run with "
                 f"--embedder {meta.get('embedder')}, or convert it with `facestream gallery "
                 f"reembed {self.path} --embedder {embedder}`")
+
+    def set_embedder(self, embedder: str, version: str, dim: int) -> None:
+        """Record that the exemplars are now of another embedder (after re-embedding them)."""
+        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+            ("embedder", embedder), ("embedder_version", version), ("dim", str(dim))])
 
     @property
     def embedder(self) -> tuple[str, str]:
@@ -224,6 +231,23 @@ class GalleryStore:
         return [Exemplar(row[0], row[1], np.frombuffer(row[2], np.float32).copy(), row[3],
                          row[4], row[5], row[6]) for row in rows]
 
+    def set_vector(self, exemplar: int, vector: FloatArray) -> None:
+        """Replace an exemplar's embedding (re-embedding its face)."""
+        self._db.execute("UPDATE exemplars SET vector = ? WHERE id = ?",
+                         (np.asarray(vector, np.float32).tobytes(), exemplar))
+
+    def index_rows(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray,
+                                  FloatArray]:
+        """What the index needs of every exemplar, as arrays: ids, identities, vectors (N, D)
+        and qualities; without the faces, which start-up does not need."""
+        rows = self._db.execute(
+            "SELECT id, identity, vector, quality FROM exemplars ORDER BY id").fetchall()
+        ids = np.asarray([row[0] for row in rows], np.int64)
+        identities = np.asarray([row[1] for row in rows], np.int64)
+        vectors = np.frombuffer(b"".join(row[2] for row in rows), np.float32)
+        qualities = np.asarray([row[3] for row in rows], np.float32)
+        return ids, identities, vectors.reshape(len(rows), self.dim), qualities
+
     def move_exemplars(self, exemplars: list[int], identity: int) -> None:
         self._db.executemany("UPDATE exemplars SET identity = ? WHERE id = ?",
                              [(identity, exemplar) for exemplar in exemplars])
@@ -271,7 +295,36 @@ class GalleryStore:
         return [(row[0], np.frombuffer(row[1], np.float32).copy())
                 for row in self._db.execute("SELECT identity, vector FROM rejections")]
 
+    def clear_rejections(self) -> None:
+        """Forget every "not this person" mark (their vectors are of a replaced embedder)."""
+        self._db.execute("DELETE FROM rejections")
+
     def unnamed_unseen_since(self, cutoff: float) -> list[int]:
         """Unnamed identities last seen before ``cutoff`` (for retention)."""
         return [row[0] for row in self._db.execute(
             "SELECT id FROM identities WHERE name IS NULL AND last_seen < ?", (cutoff,))]
+
+
+def recorded_embedder(path: Path) -> tuple[str, str, int]:
+    """The embedder (name, version, dimension) the gallery file ``path`` was built with (read
+    without loading any model)."""
+    if not path.is_file():
+        raise GalleryError(f"there is no gallery file at {path}; give the path of an existing "
+                           "gallery file")
+    try:
+        db = sqlite3.connect(path)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as error:
+        raise _unreadable(path, str(error)) from None
+    if not {"embedder", "embedder_version", "dim"} <= meta.keys() or not meta["dim"].isdigit():
+        raise _unreadable(path, "no embedder recorded")
+    return meta["embedder"], meta["embedder_version"], int(meta["dim"])
+
+
+def _unreadable(path: Path, why: str) -> GalleryError:
+    return GalleryError(f"the gallery {path} cannot be read ({why}); it is damaged or not a "
+                        "gallery. Nothing was changed: restore it from a backup "
+                        "(`facestream gallery export` writes one)")
