@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,10 @@ from stream import __version__
 from stream.errors import ConfigError, StreamError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from stream.config import ServiceConfig
+    from stream.identity.gallery import Gallery
 
 log = logging.getLogger("facestream")
 
@@ -33,6 +37,14 @@ def _width(text: str) -> int | None:
     if value < 64:
         raise argparse.ArgumentTypeError(f"must be at least 64 (or 'full'), got {text}")
     return value
+
+
+def _numbers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be numbers separated by commas, got {text}"
+                                         ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +120,55 @@ def build_parser() -> argparse.ArgumentParser:
                        help="download from the upstream release when no local copy exists")
     verify = model_actions.add_parser("verify", help="check cached files against their sha256")
     verify.add_argument("names", nargs="*", metavar="MODEL")
+
+    enroll = commands.add_parser("enroll", help="add a person to a gallery from photos of them")
+    enroll.add_argument("photos", nargs="+", type=Path, metavar="PHOTO",
+                        help="photos of the person, each with only their face")
+    enroll.add_argument("--gallery", type=Path, required=True,
+                        help="gallery file (created when missing)")
+    enroll.add_argument("--name", default=None, help="the person's name")
+    enroll.add_argument("--force", action="store_true",
+                        help="enroll even when the gallery already knows the face")
+    enroll.add_argument("--embedder", choices=EMBEDDERS, default=None,
+                        help="face embedder (default: the gallery's; for a new gallery as for "
+                        "analyze)")
+    enroll.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    gallery = commands.add_parser(
+        "gallery", help="see and change the people of a gallery file",
+        description="See and change the people of a gallery file (no models needed, except "
+        "to reembed). Stop a `facestream run` that uses the file before changing it.")
+    gallery.add_argument("path", type=Path, metavar="PATH", help="the gallery file")
+    actions = gallery.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="everyone: ID, name, last seen, time seen")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = actions.add_parser("show", help="one person's exemplars and appearances")
+    show.add_argument("id", metavar="ID", help="person ID, like p12")
+    show.add_argument("--json", action="store_true",
+                      help="machine-readable output (faces as base64 JPEG)")
+    rename = actions.add_parser("rename", help="give a person a name")
+    rename.add_argument("id", metavar="ID")
+    rename.add_argument("name", metavar="NAME")
+    merge = actions.add_parser("merge", help="make one person of two (GONE becomes KEEP)")
+    merge.add_argument("keep", metavar="KEEP")
+    merge.add_argument("gone", metavar="GONE")
+    split = actions.add_parser("split", help="move exemplars and appearances to a new person")
+    split.add_argument("id", metavar="ID")
+    split.add_argument("--exemplars", type=_numbers, default=[], metavar="N,N",
+                       help="exemplar numbers (as `show` lists them)")
+    split.add_argument("--appearances", type=_numbers, default=[], metavar="N,N",
+                       help="appearance numbers (as `show` lists them)")
+    delete = actions.add_parser("delete", help="remove a person (seen again: a new ID)")
+    delete.add_argument("id", metavar="ID")
+    forget = actions.add_parser("forget", help="erase a person and their faces from the file")
+    forget.add_argument("id", metavar="ID")
+    export = actions.add_parser("export", help="write a consistent copy of the gallery")
+    export.add_argument("file", type=Path, metavar="FILE")
+    import_ = actions.add_parser("import", help="add everyone of another gallery, as new IDs")
+    import_.add_argument("file", type=Path, metavar="FILE")
+    reembed = actions.add_parser("reembed", help="recompute the exemplars with another embedder")
+    reembed.add_argument("--embedder", choices=EMBEDDERS, required=True)
+    reembed.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     return parser
 
 
@@ -235,6 +296,158 @@ def _models(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _enroll(args: argparse.Namespace) -> int:
+    from stream.identity import operations
+    from stream.identity.gallery import open_gallery
+    from stream.identity.store import recorded_embedder
+    from stream.vision.embed import default_embedder_name
+    from stream.vision.executor import VisionWorker, pick_device
+
+    new = not args.gallery.exists()
+    embedder = args.embedder or (default_embedder_name() if new
+                                 else recorded_embedder(args.gallery)[0])
+    worker = VisionWorker(embedder=embedder, device=pick_device(args.device))
+    gallery = open_gallery(args.gallery, dim=worker.embedder.dim, embedder=worker.embedder.name,
+                           version=worker.embedder.version)
+    try:
+        event = operations.enroll(gallery, worker, args.photos, args.name, force=args.force)
+    except StreamError:
+        gallery.store.close()
+        if new:  # leave no empty gallery behind a refused enrollment
+            args.gallery.unlink(missing_ok=True)
+        raise
+    gallery.store.close()
+    log.info("%s enrolled in %s from %s", event["name"] or "a new person", args.gallery,
+             ", ".join(str(photo) for photo in args.photos))
+    print(event["person"])
+    return 0
+
+
+def _local_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from stream.identity import operations
+    from stream.identity.store import recorded_embedder
+
+    if args.action != "reembed":
+        gallery = operations.open_file(args.path)
+        try:
+            _gallery_action(gallery, args)
+        finally:
+            gallery.store.close()
+        return 0
+    from stream.vision.executor import VisionWorker, pick_device
+
+    recorded_embedder(args.path)  # a missing or damaged gallery is refused before loading models
+    worker = VisionWorker(embedder=args.embedder, device=pick_device(args.device))
+    removed = operations.reembed(args.path, worker)
+    gallery = operations.open_file(args.path)
+    kept = sum(record.exemplars for record in gallery.store.identities())
+    gallery.store.close()
+    print(f"{args.path}: {kept} exemplars re-embedded with {args.embedder}; {removed} removed "
+          "(no face found on them)")
+    return 0
+
+
+def _people(count: int) -> str:
+    return f"{count} {'person' if count == 1 else 'people'}"
+
+
+def _print_person(gallery: Gallery, identity: int) -> None:
+    store = gallery.store
+    record = store.identity(identity)
+    print(f"{gallery.label(identity)}  {record.name or '(no name)'}")
+    print(f"created {_local_time(record.created)}, last seen {_local_time(record.last_seen)}, "
+          f"seen {_duration(record.seen_s)} in {record.appearances} appearances")
+    print(f"exemplars ({record.exemplars}):")
+    for e in store.exemplars(identity):
+        face = f"face {len(e.face) / 1000:.1f} kB" if e.face else "no face"
+        print(f"  {e.id:<6} quality {e.quality:.2f}  {_local_time(e.created)}  {face}  "
+              f"{e.source}")
+    print(f"appearances ({record.appearances}):")
+    for a in store.appearances(identity):
+        # a video's appearances are in seconds of the video, a camera's in wall-clock time
+        span = (f"{a.start:.1f}-{a.end:.1f} s" if a.source.startswith("file:")
+                else f"{_local_time(a.start)} for {_duration(a.end - a.start)}")
+        print(f"  {a.id:<6} {span}  {a.source}")
+
+
+def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
+    import json
+
+    from stream.identity import operations
+
+    store, label = gallery.store, gallery.label
+    if args.action == "list":
+        records = store.identities()
+        if args.json:
+            print(json.dumps(operations.list_people(gallery), indent=2))
+        elif not records:
+            print(f"{args.path}: no one yet")
+        else:
+            _table([("ID", "NAME", "LAST SEEN", "TIME SEEN", "EXEMPLARS")] + [
+                (label(r.id), r.name or "-", _local_time(r.last_seen), _duration(r.seen_s),
+                 str(r.exemplars)) for r in records])
+    elif args.action == "show":
+        identity = gallery.number(args.id)
+        if args.json:
+            print(json.dumps(operations.show_person(gallery, identity), indent=2))
+        else:
+            _print_person(gallery, identity)
+    elif args.action == "rename":
+        event = operations.rename(gallery, gallery.number(args.id), args.name)
+        print(f"{event['person']} is now {event['name']}")
+    elif args.action == "merge":
+        keep, gone = gallery.number(args.keep), gallery.number(args.gone)
+        operations.merge(gallery, keep, gone)
+        record = store.identity(keep)
+        print(f"{label(gone)} merged into {label(keep)}, who now has {record.exemplars} "
+              f"exemplars and {record.appearances} appearances")
+    elif args.action == "split":
+        event = operations.split(gallery, gallery.number(args.id), exemplars=args.exemplars,
+                                 appearances=args.appearances)
+        print(f"{event['new_person']} split off {event['person']}")
+    elif args.action in ("delete", "forget"):
+        identity = gallery.number(args.id)
+        record = store.identity(identity)
+        who = label(identity) + (f" ({record.name})" if record.name else "")
+        if args.action == "delete":
+            operations.delete(gallery, identity)
+            print(f"deleted {who}")
+        else:
+            operations.forget(gallery, identity)
+            print(f"erased {who}: {record.exemplars} exemplars with their faces and "
+                  f"{record.appearances} appearances; their space in {args.path} was "
+                  "overwritten")
+    elif args.action == "export":
+        operations.export_gallery(gallery, args.file)
+        print(f"{_people(len(gallery))} exported to {args.file}")
+    elif args.action == "import":
+        events = operations.import_gallery(gallery, args.file)
+        for event in events:
+            name = f" ({event['name']})" if event["name"] else ""
+            print(f"{event['imported']}{name} of {args.file} is now {event['person']}")
+        print(f"{_people(len(events))} imported")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
@@ -246,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(level)
     try:
         commands = {"analyze": _analyze, "run": _run, "check-config": _check_config,
-                    "models": _models}
+                    "models": _models, "enroll": _enroll, "gallery": _gallery}
         return commands[args.command](args)
     except StreamError as error:
         if args.debug:

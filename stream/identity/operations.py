@@ -9,13 +9,23 @@ service's model thread (see ``Engine.call``).
 from __future__ import annotations
 
 import base64
+import io
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stream.identity.gallery import Gallery
-from stream.identity.store import GalleryError
+from stream.identity.matcher import template
+from stream.identity.store import GalleryError, GalleryStore, recorded_embedder
+from stream.report import face_crop, jpeg_bytes
+from stream.types import FloatArray, Frame, ImageArray
+
+if TYPE_CHECKING:
+    from stream.vision.executor import VisionWorker
 
 Document = dict[str, Any]
 
@@ -61,10 +71,7 @@ def thumbnail(gallery: Gallery, identity: int) -> bytes | None:
 
 def rename(gallery: Gallery, identity: int, name: str | None) -> Document:
     """Give a person a name (or take it away with ``None``)."""
-    if name is not None:
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise GalleryError("a name must have 1 to 200 characters")
+    name = _clean_name(name)
     gallery.store.rename(identity, name)
     return {"type": "identity.renamed", "person": Gallery.label(identity), "name": name}
 
@@ -105,6 +112,15 @@ def forget(gallery: Gallery, identity: int) -> Document:
     return {"type": "identity.deleted", "person": Gallery.label(identity), "forgotten": True}
 
 
+def _clean_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise GalleryError("a name must have 1 to 200 characters")
+    return name
+
+
 def export_gallery(gallery: Gallery, path: Path) -> None:
     """A consistent copy of the gallery file at ``path`` (a backup, or to import elsewhere)."""
     if path.exists():
@@ -114,3 +130,196 @@ def export_gallery(gallery: Gallery, path: Path) -> None:
         gallery.store.connection.backup(target)
     finally:
         target.close()
+
+
+def open_file(path: Path) -> Gallery:
+    """The existing gallery file ``path``, opened with the embedder it records (no model is
+    loaded: for the changes that need none)."""
+    embedder, version, dim = recorded_embedder(path)
+    store = GalleryStore(path, embedder=embedder, version=version, dim=dim, create=False)
+    return Gallery(dim, embedder, version=version, store=store)
+
+
+def enroll(gallery: Gallery, worker: VisionWorker, photos: list[Path], name: str | None, *,
+           force: bool = False) -> Document:
+    """A new person from photos of them, each holding exactly one good face: one exemplar per
+    photo. Refused when the gallery knows the face already, unless ``force``."""
+    name = _clean_name(name)
+    embedder = worker.embedder
+    if gallery.store.embedder != (embedder.name, embedder.version):
+        raise GalleryError(f"the gallery was built with {gallery.store.embedder[0]}, not "
+                           f"{embedder.name}; enroll with --embedder {gallery.store.embedder[0]}")
+    if not 1 <= len(photos) <= gallery.max_exemplars:
+        raise GalleryError(f"give 1 to {gallery.max_exemplars} photos of the person")
+    faces = [_photo_face(worker, photo) for photo in photos]
+    nearest = gallery.search(template(np.stack([vector for vector, _, _ in faces]))[None], 1)
+    known, distance = int(nearest.identities[0, 0]), float(nearest.distances[0, 0])
+    if known >= 0 and distance < embedder.threshold and not force:
+        who = gallery.store.identity(known).name
+        label = Gallery.label(known) + (f" ({who})" if who else "")
+        raise GalleryError(f"this is already {label} (distance {distance:.2f}); rename "
+                           f"{Gallery.label(known)} instead, or enroll with --force to add a "
+                           "new person anyway")
+    with gallery.store.transaction():
+        identity = gallery.store.create_identity()
+        gallery.store.rename(identity, name)
+        for photo, (vector, quality, face) in zip(photos, faces, strict=True):
+            gallery.store.add_exemplar(identity, vector, quality=quality,
+                                       source=f"photo:{photo.name}", face=face)
+    gallery.reload()
+    return {"type": "identity.created", "person": Gallery.label(identity), "name": name,
+            "exemplars": len(photos)}
+
+
+def _rgb(source: Path | IO[bytes]) -> ImageArray:
+    """The pixels of an image file, turned upright as its EXIF says (phones rotate that way)."""
+    with Image.open(source) as opened:
+        return np.array(ImageOps.exif_transpose(opened).convert("RGB"))
+
+
+def _photo_face(worker: VisionWorker, photo: Path) -> tuple[FloatArray, float, bytes]:
+    """The embedding, quality and JPEG crop of the one good face of ``photo``."""
+    try:
+        image = _rgb(photo)
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise GalleryError(f"{photo}: not an image (or a damaged one); give a JPEG or PNG "
+                           "photo") from None
+    except OSError as error:
+        raise GalleryError(f"{photo} cannot be read ({error.strerror or error}); give the "
+                           "path of a photo") from None
+    found = worker.process([Frame(0, 0.0, image)])[0]
+    if len(found.faces) == 0:
+        raise GalleryError(f"{photo}: no face found; give a photo where the face is clearly "
+                           "visible")
+    if len(found.faces) > 1:
+        raise GalleryError(f"{photo}: {len(found.faces)} faces found; crop it to the one "
+                           "person")
+    if not found.good[0]:
+        gate = worker.gate
+        x1, y1, x2, y2 = found.faces.boxes[0]
+        if min(x2 - x1, y2 - y1) < gate.min_face_px:
+            why = "too small"
+        elif found.brightness[0] < gate.min_brightness:
+            why = "too dark"
+        elif found.faces.scores[0] < gate.min_score:
+            why = "not clear enough (turned away or covered?)"
+        else:
+            why = "too blurred"
+        raise GalleryError(f"{photo}: the face is {why}; give a closer, sharper, well-lit "
+                           "photo of the face from the front")
+    crop = face_crop(image, found.faces.boxes[0])
+    return found.embeddings[0], float(found.quality[0]), jpeg_bytes(crop)
+
+
+def import_gallery(gallery: Gallery, path: Path) -> list[Document]:
+    """Copy every person of the gallery file ``path`` into this gallery under new IDs, with
+    their names, exemplars, faces, appearances and "not this person" marks."""
+    if path.resolve() == gallery.store.path.resolve():
+        raise GalleryError(f"{path} is this gallery; give another gallery file to import")
+    other = open_file(path)
+    try:
+        if other.store.embedder != gallery.store.embedder:
+            theirs, ours = other.store.embedder, gallery.store.embedder
+            raise GalleryError(
+                f"{path} was built with {theirs[0]} ({theirs[1]}), this gallery with {ours[0]} "
+                f"({ours[1]}); convert it first: `facestream gallery {path} reembed "
+                f"--embedder {ours[0]}`")
+        rejections = other.store.rejections()
+        events = []
+        with gallery.store.transaction():
+            for record in other.store.identities():
+                new = gallery.store.create_identity(now=record.created)
+                gallery.store.rename(new, record.name)
+                gallery.store.seen(new, record.last_seen)
+                for exemplar in other.store.exemplars(record.id):
+                    gallery.store.add_exemplar(new, exemplar.vector, quality=exemplar.quality,
+                                               source=exemplar.source, face=exemplar.face,
+                                               now=exemplar.created)
+                for appearance in other.store.appearances(record.id):
+                    gallery.store.add_appearance(new, appearance.source, appearance.start,
+                                                 appearance.end)
+                for identity, vector in rejections:
+                    if identity == record.id:
+                        gallery.store.add_rejection(new, vector)
+                events.append({"type": "identity.created", "person": Gallery.label(new),
+                               "name": record.name, "exemplars": record.exemplars,
+                               "imported": Gallery.label(record.id)})
+    finally:
+        other.store.close()
+    gallery.reload()
+    return events
+
+
+def reembed(path: Path, worker: VisionWorker) -> int:
+    """Recompute every exemplar of the gallery file ``path`` from its stored face with
+    ``worker``'s embedder, and record that embedder, so the gallery opens with it. Exemplars
+    without a face, or whose face is not found again, are removed: returns how many.
+
+    The work is done on a copy that replaces the file at the end, so a crash leaves the old
+    gallery as it was. The gallery must not be open elsewhere (its changes would be lost).
+    """
+    copy = path.with_name(f"{path.name}.reembed")
+    _remove_database(copy)
+    try:
+        source = open_file(path)
+        try:
+            export_gallery(source, copy)
+        finally:
+            source.store.close()
+        _require_unused(path)
+        target = open_file(copy)
+        try:
+            removed = _reembed_store(target.store, worker)
+        finally:
+            target.store.close()
+        _require_unused(path)
+        copy.replace(path)
+    finally:
+        _remove_database(copy)
+    return removed
+
+
+def _reembed_store(store: GalleryStore, worker: VisionWorker) -> int:
+    embedder = worker.embedder
+    exemplars = store.exemplars()
+    vectors = {exemplar.id: _face_vector(worker, exemplar.face) for exemplar in exemplars}
+    with store.transaction():
+        for exemplar, vector in vectors.items():
+            if vector is None:
+                store.remove_exemplar(exemplar)
+            else:
+                store.set_vector(exemplar, vector)
+        if store.embedder != (embedder.name, embedder.version):
+            store.clear_rejections()  # templates of the old embedder, with no face to redo
+        store.set_embedder(embedder.name, embedder.version, embedder.dim)
+    return sum(vector is None for vector in vectors.values())
+
+
+def _face_vector(worker: VisionWorker, face: bytes | None) -> FloatArray | None:
+    """The embedding of the face in the middle of a stored face crop, if one is found."""
+    if not face:
+        return None
+    try:
+        image = _rgb(io.BytesIO(face))
+    except OSError:
+        return None
+    found = worker.process([Frame(0, 0.0, image)])[0]
+    if len(found.faces) == 0:
+        return None
+    boxes = found.faces.boxes
+    offsets = (boxes[:, :2] + boxes[:, 2:]) / 2 - np.asarray(image.shape[1::-1]) / 2
+    vector: FloatArray = found.embeddings[int(np.argmin(np.linalg.norm(offsets, axis=1)))]
+    return vector
+
+
+def _require_unused(path: Path) -> None:
+    # Closing the last connection removes the write-ahead log: one left means another process
+    # has the gallery open.
+    if Path(f"{path}-wal").exists():
+        raise GalleryError(f"the gallery {path} is open in another process (a running "
+                           "facestream?); stop it and try again")
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
