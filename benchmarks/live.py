@@ -12,7 +12,7 @@ cameras  N = 1, 2, ... such cameras until one is analysed at under 95 % of 5 fps
          batching across cameras (``max_batch_frames`` 1).
 fanout   The real ``/events`` endpoint on uvicorn, fed by an ``EventBus`` with person.appeared-
          like events (4 KB thumbnail) at 200/s for 10 s, read by 100 WebSocket clients in another
-         process. Baseline: 1 client.
+         process. Baseline: 1 client. A third run shows 100 clients without permessage-deflate.
 
 It prints figures only; nothing here asserts a time.
 """
@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,8 +78,8 @@ LATENCY_S = 30.0
 CAMERAS_S = 20.0
 MAX_CAMERAS = 8
 # The second half's p95 "grows" beyond this factor of the first's plus this slack (noise).
-GROWTH_FACTOR = 1.25
-GROWTH_SLACK_S = 0.05
+GROWTH_FACTOR = 1.5
+GROWTH_SLACK_S = 0.15
 FANOUT_CLIENTS = 100
 FANOUT_RATE = 200.0
 FANOUT_S = 10.0
@@ -142,10 +142,11 @@ class LiveRun:
     event_latencies: list[float] = field(default_factory=list)  # seconds, from latency_ms
     delivered: list[float] = field(default_factory=list)  # seconds, capture to the client
     counters: dict[tuple[str, str], float] = field(default_factory=dict)  # /metrics deltas
-    backlog: int = 0  # frames still queued at the end (FIFO baseline)
+    backlog: int = 0  # frames still queued at the end, not counted (FIFO baseline)
 
     @property
     def seconds(self) -> float:
+        """The window's length."""
         return self.end - self.start
 
     def halves(self) -> tuple[list[float], list[float]]:
@@ -160,6 +161,7 @@ class LiveRun:
         return p95(second) > GROWTH_FACTOR * p95(first) + GROWTH_SLACK_S
 
     def latencies(self) -> list[float]:
+        """Every frame's capture-to-result latency."""
         return [frame.latency for frame in self.frames]
 
     def model_s(self) -> float:
@@ -211,8 +213,8 @@ async def run_service(config: ServiceConfig, worker: TimedWorker, seconds: float
     received: list[tuple[float, Event]] = []
     listener: asyncio.Task[None] | None = None
     try:
-        first: set[asyncio.Future[Any]] = {ready, service}
-        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        racing: set[asyncio.Future[Any]] = {ready, service}
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
         if service.done():
             service.result()  # raises what stopped it
             raise RuntimeError("the service ended before it was ready")
@@ -241,23 +243,14 @@ def run_fifo(video: Path, worker: TimedWorker, seconds: float) -> LiveRun:
     """The same live camera without latest-wins: every due frame analysed, in order."""
     worker.results.clear()
     camera = FifoCamera(camera_config("fifo", video), worker.detector.detect_width)
-    embedder = worker.embedder
-    identifier = Identifier(Gallery(embedder.dim, embedder.name),
-                            MatchSettings(threshold=embedder.threshold))
-    sharpness = SharpnessBaseline()
     start = time.time() + WARMUP_S
     end = start + seconds
     camera.start()
     try:
-        while time.time() < end:
-            try:
-                frame = camera.fifo.get(timeout=0.25)
-            except queue.Empty:
-                continue
-            # The service's own skip rule, so both do the same work per frame
-            [result] = worker.process(
-                [frame], lambda f, faces: identifier.skippable(f.t, faces.boxes), [sharpness])
-            identifier.observe(frame.t, observations(result))
+        # The models run in a thread of their own, as the service's do: under CPU contention
+        # torch called from the main thread was seen to spend several times the CPU per frame.
+        with ThreadPoolExecutor(1, thread_name_prefix="fifo-models") as pool:
+            pool.submit(_consume, camera, worker, end).result()
     finally:
         camera.stop()
         camera.join(10)
@@ -265,18 +258,37 @@ def run_fifo(video: Path, worker: TimedWorker, seconds: float) -> LiveRun:
                    backlog=camera.fifo.qsize())
 
 
+def _consume(camera: FifoCamera, worker: VisionWorker, end: float) -> None:
+    embedder = worker.embedder
+    identifier = Identifier(Gallery(embedder.dim, embedder.name),
+                            MatchSettings(threshold=embedder.threshold))
+    sharpness = SharpnessBaseline()
+    while time.time() < end:
+        try:
+            frame = camera.fifo.get(timeout=0.25)
+        except queue.Empty:
+            continue
+        # The service's own skip rule, so that both do the same work per frame
+        [result] = worker.process(
+            [frame], lambda f, faces: identifier.skippable(f.t, faces.boxes), [sharpness])
+        identifier.observe(frame.t, observations(result))
+
+
 # --- figures -------------------------------------------------------------------------------------
 
 
 def p50(values: Sequence[float]) -> float:
+    """The median of ``values`` (NaN when there are none)."""
     return float(np.percentile(values, 50)) if len(values) else math.nan
 
 
 def p95(values: Sequence[float]) -> float:
+    """The 95th percentile of ``values`` (NaN when there are none)."""
     return float(np.percentile(values, 95)) if len(values) else math.nan
 
 
 def ms(seconds: float) -> str:
+    """``seconds`` as whole milliseconds for a table cell."""
     return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f}"
 
 
@@ -285,11 +297,15 @@ def latency_row(system: str, run: LiveRun) -> list[str]:
     frames = run.latencies()
     first, second = run.halves()
     return [system, f"{len(frames) / run.seconds:.2f}", ms(run.model_s()), str(len(frames)),
-            ms(p50(frames)),
-            ms(p95(frames)), f"{ms(p95(first))} -> {ms(p95(second))}",
+            ms(p50(frames)), ms(p95(frames)), f"{ms(p95(first))} -> {ms(p95(second))}",
             ms(max(frames, default=math.nan)), str(len(run.event_latencies)),
             ms(p50(run.event_latencies)), ms(p95(run.event_latencies)), ms(p95(run.delivered)),
             str(run.backlog)]
+
+
+def load() -> str:
+    """The machine's 1-minute load average, printed beside timings to judge their noise."""
+    return f"load average {os.getloadavg()[0]:.1f}"
 
 
 def measure_latency(video: Path, worker: TimedWorker) -> None:
@@ -300,7 +316,7 @@ def measure_latency(video: Path, worker: TimedWorker) -> None:
     fifo = run_fifo(video, worker, LATENCY_S)
     print(f"\nlatency: one 1280x720 30 fps camera analysed at {SAMPLE_FPS:g} fps "
           f"({LATENCY_S:g} s measured; frame = capture to the models' result, event = its "
-          "latency_ms, received = capture to the WebSocket client)")
+          f"latency_ms, received = capture to the WebSocket client; {load()})")
     print(format_table(
         ("system", "analysed fps", "model ms/frame", "frames", "frame p50 ms", "frame p95 ms",
          "p95 1st -> 2nd half", "frame max ms", "events", "event p50 ms", "event p95 ms",
@@ -319,9 +335,9 @@ def cameras_row(system: str, cameras: int, run: LiveRun) -> tuple[list[str], boo
     sustained = min(fps) >= SUSTAINED_FPS and not run.growing()
     return [system, str(cameras), " ".join(f"{value:.2f}" for value in fps),
             f"{100 * dropped / sampled:.0f} %" if sampled else "-", ms(run.model_s()),
-            ms(p95(run.latencies())),
-            f"{ms(p95(first))} -> {ms(p95(second))}", str(len(run.event_latencies)),
-            ms(p95(run.event_latencies)), "yes" if sustained else "no"], sustained
+            ms(p95(run.latencies())), f"{ms(p95(first))} -> {ms(p95(second))}",
+            str(len(run.event_latencies)), ms(p95(run.event_latencies)),
+            "yes" if sustained else "no"], sustained
 
 
 def measure_cameras(video: Path, worker: TimedWorker) -> None:
@@ -344,7 +360,7 @@ def measure_cameras(video: Path, worker: TimedWorker) -> None:
             break
     print(f"\ncameras: 1280x720 30 fps live cameras at {SAMPLE_FPS:g} analysed fps "
           f"({CAMERAS_S:g} s each; sustained = every camera >= {SUSTAINED_FPS:g} fps and frame "
-          f"p95 not growing > {GROWTH_FACTOR:g}x + {GROWTH_SLACK_S * 1000:.0f} ms)")
+          f"p95 not growing > {GROWTH_FACTOR:g}x + {GROWTH_SLACK_S * 1000:.0f} ms; {load()})")
     print(format_table(("system", "cameras", "analysed fps per camera", "dropped",
                         "model ms/frame", "frame p95 ms", "p95 1st -> 2nd half", "events",
                         "event p95 ms", "sustained"), rows))
@@ -361,8 +377,10 @@ class ClientResult:
 
     received: int
     dropped: int  # announced by the server's events.dropped notices
+    notices: int  # how many such notices came
     latencies: list[float]  # publish to receive, seconds
     last_at: float  # wall clock of the last event
+    longest_gap: float  # seconds without an event between the first and the last
 
 
 def run_clients(url: str, clients: int, timeout_s: float, deflate: bool) -> list[ClientResult]:
@@ -381,9 +399,9 @@ async def _read_all(url: str, clients: int, timeout_s: float, deflate: bool
 
 
 async def _read(connection: ClientConnection, timeout_s: float) -> ClientResult:
-    received = dropped = 0
+    received = dropped = notices = 0
     latencies: list[float] = []
-    last_at = 0.0
+    last_at = longest_gap = 0.0
     with contextlib.suppress(TimeoutError, ConnectionClosed):
         async with asyncio.timeout(timeout_s):
             async for message in connection:
@@ -393,12 +411,15 @@ async def _read(connection: ClientConnection, timeout_s: float) -> ClientResult:
                     break
                 if event["type"] == "events.dropped":
                     dropped += event["dropped"]
+                    notices += 1
                     continue
+                if received:
+                    longest_gap = max(longest_gap, now - last_at)
                 received += 1
                 latencies.append(now - event["sent_at"])
                 last_at = now
     await connection.close()
-    return ClientResult(received, dropped, latencies, last_at)
+    return ClientResult(received, dropped, notices, latencies, last_at, longest_gap)
 
 
 def appeared_like(number: int, thumbnail: str) -> Event:
@@ -459,17 +480,20 @@ def fanout_row(system: str, run: Fanout) -> list[str]:
     latencies = [lat for result in run.results for lat in result.latencies]
     received = sum(result.received for result in run.results)
     dropped = sum(result.dropped for result in run.results)
+    notices = sum(result.notices for result in run.results)
     lost = run.published * run.clients - received - dropped
     last = max((result.last_at for result in run.results), default=run.started)
     span = max(last - run.started, run.publish_s)
     return [system, str(run.clients), f"{run.published / run.publish_s:.0f}",
             f"{received / span:.0f}", f"{received / span / run.clients:.0f}",
+            f"{(received + notices) / span:.0f}",
             ms(p50(latencies)), ms(p95(latencies)), ms(max(latencies, default=math.nan)),
-            str(dropped), str(lost)]
+            str(dropped), str(lost),
+            f"{max(result.longest_gap for result in run.results):.1f}"]
 
 
 def measure_fanout() -> None:
-    """The fan-out table: 1 client against ``FANOUT_CLIENTS``."""
+    """The fan-out table: 1 client against ``FANOUT_CLIENTS``, with and without deflate."""
     rows = []
     # The last row shows what permessage-deflate (one compressor per client) costs the server.
     for system, clients, deflate in (("baseline", 1, True), ("fan-out", FANOUT_CLIENTS, True),
@@ -479,9 +503,12 @@ def measure_fanout() -> None:
         rows.append(fanout_row(system, asyncio.run(run_fanout(clients, deflate))))
     print(f"\nfanout: person.appeared-like events ({THUMBNAIL_BYTES * 4 // 3} B thumbnail) "
           f"published at {FANOUT_RATE:g}/s for {FANOUT_S:g} s to WebSocket clients in another "
-          "process (delivered = total over clients; dropped = announced by events.dropped)")
+          "process (delivered = events, total over clients; messages = events and "
+          "events.dropped notices; dropped = announced by the notices; "
+          f"longest gap = a client's longest time without an event; {load()})")
     print(format_table(("system", "clients", "published/s", "delivered/s", "per client/s",
-                        "p50 ms", "p95 ms", "max ms", "dropped", "lost"), rows))
+                        "messages/s", "p50 ms", "p95 ms", "max ms", "dropped", "lost",
+                        "longest gap s"), rows))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
