@@ -50,7 +50,10 @@ async def start_server(app: ASGIApp, settings: ServerSettings,
     """
     server = HttpServer(uvicorn.Config(
         app, ws="websockets-sansio", ws_ping_interval=settings.ping_interval_s,
-        ws_ping_timeout=settings.ping_timeout_s, lifespan="off", log_level="warning"))
+        ws_ping_timeout=settings.ping_timeout_s, lifespan="off", log_level="warning",
+        # Thumbnails (JPEG) barely compress; deflating every message for every client cost
+        # a third of the fan-out throughput.
+        ws_per_message_deflate=False))
     listener = listener or listen(settings.host, settings.port)
     task = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started:

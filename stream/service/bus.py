@@ -28,6 +28,7 @@ class Subscription:
         self.cameras = cameras
         self.dropped = 0  # in total
         self._unreported = 0  # since the consumer was last told
+        self._noticed = False  # the last thing given out was a notice
         self.closed = False
 
     def wants(self, event: Event) -> bool:
@@ -46,17 +47,19 @@ class Subscription:
         return len(self._events)
 
     async def get(self) -> Event:
-        """The next event. After a loss, first an ``events.dropped`` notice with the count."""
+        """The next event. After a loss, first an ``events.dropped`` notice with the count;
+        never two notices in a row, so a consumer that stays behind still gets events."""
         while not self._events and not self.closed:
             self._wakeup.clear()
             await self._wakeup.wait()
         if self.closed and not self._events:
             raise EOFError("subscription closed")
-        if self._unreported:
+        if self._unreported and not self._noticed:
             notice = {"schema": EVENT_SCHEMA, "type": "events.dropped",
                       "dropped": self._unreported, "time": wall_time()}
-            self._unreported = 0
+            self._unreported, self._noticed = 0, True
             return notice
+        self._noticed = False
         return self._events.popleft()
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from stream.service.engine import Engine
 from stream.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
+TEXT_CACHE = 1024  # events whose JSON is kept for the clients still to be sent them
 UNAUTHORIZED = "a valid token is required: send 'Authorization: Bearer TOKEN' or ?token=TOKEN"
 CALL_TIMEOUT_S = 30.0  # an operation the model thread has not run by then is given up
 T = TypeVar("T")
@@ -60,6 +61,7 @@ class EventsEndpoint:
         self._replay_limit = replay_limit
         self._token = settings.token.get_secret_value() if settings.token else None
         self._clients: set[Subscription] = set()
+        self._texts: dict[int, str] = {}  # seq -> JSON, most recent events
 
     async def handle(self, websocket: WebSocket) -> None:
         if not _authorized(websocket, self._token):
@@ -81,33 +83,41 @@ class EventsEndpoint:
         self._clients.add(subscription)
         self._metrics.ws_clients.inc()
         receiver = asyncio.create_task(self._receive(websocket))
+        receiver.add_done_callback(lambda _: subscription.close())  # the client left
         try:
-            await self._send(websocket, subscription, receiver)
+            await self._send(websocket, subscription)
         finally:
             receiver.cancel()
             subscription.close()
             self._clients.discard(subscription)
             self._metrics.ws_clients.dec()
 
-    async def _send(self, websocket: WebSocket, subscription: Subscription,
-                    receiver: asyncio.Task[None]) -> None:
+    async def _send(self, websocket: WebSocket, subscription: Subscription) -> None:
         try:
-            while not receiver.done():
-                getter = asyncio.ensure_future(subscription.get())
-                await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    return
+            while True:
                 try:
-                    event = getter.result()
-                except EOFError:  # shutting down: the queue was drained
-                    await websocket.close(1001, "facestream is shutting down")
+                    event = await subscription.get()
+                except EOFError:  # closed: shutting down (queue drained) or the client left
+                    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                        await websocket.close(1001, "facestream is shutting down")
                     return
                 if event["type"] == "events.dropped":
                     self._metrics.ws_dropped.inc(event["dropped"])
-                await websocket.send_text(json.dumps(event))
+                await websocket.send_text(self._text(event))
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
+
+    def _text(self, event: Event) -> str:
+        """The JSON of ``event``, encoded once for all clients."""
+        seq = event.get("seq")
+        if seq is None:
+            return json.dumps(event)
+        text = self._texts.get(seq)
+        if text is None:
+            text = self._texts[seq] = json.dumps(event)
+            if len(self._texts) > TEXT_CACHE:
+                del self._texts[next(iter(self._texts))]
+        return text
 
     async def _receive(self, websocket: WebSocket) -> None:
         """Reads (and ignores) what the client sends, to notice when it goes away."""

@@ -132,3 +132,20 @@ def test_replay_gives_recent_events_of_the_chosen_cameras() -> None:
         raise AssertionError("a closed, drained subscription must end")
 
     asyncio.run(scenario())
+
+
+def test_a_subscriber_that_stays_behind_still_gets_events_between_notices() -> None:
+    async def scenario() -> None:
+        bus = EventBus(replay=0)
+        slow = bus.subscribe(3)
+        received = []
+        for round_ in range(5):
+            for number in range(10):
+                bus.publish({"type": "test", "camera": "c", "n": round_ * 10 + number})
+            received += [await slow.get(), await slow.get()]
+        kinds = [event["type"] for event in received]
+        assert kinds == ["events.dropped", "test"] * 5
+        dropped = sum(e["dropped"] for e in received if e["type"] == "events.dropped")
+        assert dropped + 5 + len(slow) == 50  # every event delivered, queued or counted
+
+    asyncio.run(scenario())
