@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -188,44 +189,47 @@ def analyze_video(video: Path, out: Path, options: AnalyzeOptions | None = None,
                                version=embedder.version)
         assigner = Identifier(gallery, settings, source=f"file:{video.resolve()}",
                               face_of=collector.face_jpeg)
-    log.info("analysing %s (%dx%d, %.2f fps) with %s on %s", video, info.width, info.height,
-             info.fps, embedder.name, worker.device)
-    stats = DecodeStats()
-    known: set[int] = set()
-    frames = prefetch(sampled_frames(info, options.sample_fps, stats,
-                                     detect_width=worker.detector.detect_width))
-    def skip(frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
-        return assigner.skippable(frame.t, faces.boxes)
+    with contextlib.ExitStack() as cleanup:
+        if gallery is not None:
+            cleanup.callback(gallery.store.close)
+        log.info("analysing %s (%dx%d, %.2f fps) with %s on %s", video, info.width, info.height,
+                 info.fps, embedder.name, worker.device)
+        stats = DecodeStats()
+        known: set[int] = set()
+        frames = prefetch(sampled_frames(info, options.sample_fps, stats,
+                                         detect_width=worker.detector.detect_width))
+        def skip(frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
+            return assigner.skippable(frame.t, faces.boxes)
 
-    sharpness = SharpnessBaseline()
-    for batch in _batches(frames, options.batch_frames):
-        for result in worker.process(batch, skip, [sharpness] * len(batch)):
-            tracks, decided = assigner.observe(result.frame.t, observations(result))
-            collector.add(result, tracks)
-            _log_decisions(decided, known)
-        if progress is not None:
-            progress(batch[-1].t, info.duration_s)
-    _log_decisions(assigner.finish(), known)
-    if stats.frames_decoded == 0:
-        raise DecodeError(f"no frame of {video} could be decoded; the file is damaged or not a "
-                          "video")
-    step = 1.0 / min(options.sample_fps or info.fps, info.fps)
-    duration = max(info.duration_s or 0.0, stats.last_t + 1.0 / info.fps)
-    if stats.problems:
-        duration = stats.last_t + 1.0 / info.fps
-    persons = collector.persons(step / 2, options.appearance_gap_s, duration)
-    document = report_document(
-        source=video, duration_s=duration, fps=info.fps, frames_decoded=stats.frames_decoded,
-        frames_analyzed=stats.frames_sampled, embedder=(embedder.name, embedder.version),
-        persons=persons, problems=stats.problems)
-    write_report(out, document, collector.detections(), persons)
-    if gallery is not None and options.gallery is not None:
-        with gallery.store.transaction():
-            for person in persons:
-                for start, end in person.appearances:
-                    gallery.store.add_appearance(Gallery.number(person.id),
-                                                 f"file:{video.resolve()}", start, end)
-    return AnalyzeResult(out, len(persons), stats.frames_sampled, duration, stats.problems)
+        sharpness = SharpnessBaseline()
+        for batch in _batches(frames, options.batch_frames):
+            for result in worker.process(batch, skip, [sharpness] * len(batch)):
+                tracks, decided = assigner.observe(result.frame.t, observations(result))
+                collector.add(result, tracks)
+                _log_decisions(decided, known)
+            if progress is not None:
+                progress(batch[-1].t, info.duration_s)
+        _log_decisions(assigner.finish(), known)
+        if stats.frames_decoded == 0:
+            raise DecodeError(f"no frame of {video} could be decoded; the file is damaged or not a "
+                              "video")
+        step = 1.0 / min(options.sample_fps or info.fps, info.fps)
+        duration = max(info.duration_s or 0.0, stats.last_t + 1.0 / info.fps)
+        if stats.problems:
+            duration = stats.last_t + 1.0 / info.fps
+        persons = collector.persons(step / 2, options.appearance_gap_s, duration)
+        document = report_document(
+            source=video, duration_s=duration, fps=info.fps, frames_decoded=stats.frames_decoded,
+            frames_analyzed=stats.frames_sampled, embedder=(embedder.name, embedder.version),
+            persons=persons, problems=stats.problems)
+        write_report(out, document, collector.detections(), persons)
+        if gallery is not None and options.gallery is not None:
+            with gallery.store.transaction():
+                for person in persons:
+                    for start, end in person.appearances:
+                        gallery.store.add_appearance(Gallery.number(person.id),
+                                                     f"file:{video.resolve()}", start, end)
+        return AnalyzeResult(out, len(persons), stats.frames_sampled, duration, stats.problems)
 
 
 __all__ = ["AnalyzeOptions", "AnalyzeResult", "IdentityAssigner", "analyze_video", "observations"]

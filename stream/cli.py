@@ -49,8 +49,7 @@ def _numbers(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from stream.vision.embed import EMBEDDERS
-    from stream.vision.models import REGISTRY
+    from stream.vision.models import EMBEDDERS, REGISTRY
 
     parser = argparse.ArgumentParser(
         prog="facestream", description="Find every face in a video, give each person a stable "
@@ -474,3 +473,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facestream: interrupted; no report was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): not an error of ours
+        sys.stderr.close()
+        return 0

@@ -267,7 +267,7 @@ class Gallery:
     def _require(self, identity: int) -> None:
         if identity not in self._members:
             raise GalleryError(f"there is no person {self.label(identity)} in the gallery; "
-                               "`facestream gallery list` shows who is")
+                               f"`facestream gallery {self.store.path} list` shows who is")
 
     def _vectors(self, identity: int) -> FloatArray:
         members = self._members.get(identity, [])

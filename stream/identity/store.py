@@ -136,7 +136,7 @@ class GalleryStore:
                 f"the gallery {self.path} was built with {meta.get('embedder')} "
                 f"({meta.get('embedder_version')}), not {embedder} ({version}); run with "
                 f"--embedder {meta.get('embedder')}, or convert it with `facestream gallery "
-                f"reembed {self.path} --embedder {embedder}`")
+                f"{self.path} reembed --embedder {embedder}`")
 
     def set_embedder(self, embedder: str, version: str, dim: int) -> None:
         """Record that the exemplars are now of another embedder (after re-embedding them)."""
@@ -183,7 +183,7 @@ class GalleryStore:
         records = self.identities(only=identity)
         if not records:
             raise GalleryError(f"there is no person p{identity} in the gallery; "
-                               "`facestream gallery list` shows who is")
+                               f"`facestream gallery {self.path} list` shows who is")
         return records[0]
 
     def identities(self, only: int | None = None) -> list[IdentityRecord]:

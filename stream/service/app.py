@@ -178,6 +178,8 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
         await asyncio.to_thread(_join_all, cameras)
         engine.stop()
         await asyncio.to_thread(engine.join, 30.0)
+        if not engine.is_alive():
+            gallery.store.close()
         await asyncio.sleep(0.05)  # the events the threads handed over are published
         log.info("flushing %d event(s) to clients", events_endpoint.queued())
         await events_endpoint.close()

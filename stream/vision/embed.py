@@ -295,7 +295,6 @@ class FacenetEmbedder:
             return _normalised(self.network((chips - 127.5) / 128.0))
 
 
-EMBEDDERS = ("dlib-resnet", "facenet-vggface2", "facenet-casia")
 
 
 def load_embedder(name: str, device: torch.device, *, weights: Path | None = None,
@@ -306,7 +305,7 @@ def load_embedder(name: str, device: torch.device, *, weights: Path | None = Non
         return DlibResNetEmbedder(device, weights)
     if name in ("facenet-vggface2", "facenet-casia"):
         return FacenetEmbedder(name, device, weights, allow_download)
-    raise ModelError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
+    raise ModelError(f"unknown embedder {name!r}; choose one of {', '.join(models.EMBEDDERS)}")
 
 
 def default_embedder_name() -> str:

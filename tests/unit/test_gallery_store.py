@@ -46,7 +46,8 @@ def test_a_gallery_of_another_embedder_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "gallery.db"
     opened(path).store.close()
     with pytest.raises(GalleryError, match=r"built with test \(1\), not other \(2\); run with "
-                       r"--embedder test, or convert it with `facestream gallery reembed"):
+                       r"--embedder test, or convert it with `facestream gallery .*gallery.db reembed "
+                       r"--embedder other`"):
         opened(path, "other", "2")
 
 
