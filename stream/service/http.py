@@ -5,12 +5,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -195,6 +198,7 @@ class PersonsApi:
         person = "/api/persons/{id}"
         return [
             Route("/api/persons", guard(self.list_people), methods=["GET"]),
+            Route("/api/persons", guard(self.enroll), methods=["POST"]),
             Route(person, guard(self.show), methods=["GET"]),
             Route(person, guard(self.rename), methods=["PATCH"]),
             Route(person, guard(self.delete), methods=["DELETE"]),
@@ -237,6 +241,30 @@ class PersonsApi:
     async def list_people(self, _: Request) -> Response:
         """``GET /api/persons``."""
         return JSONResponse(await self._call(operations.list_people))
+
+    async def enroll(self, request: Request) -> Response:
+        """``POST /api/persons`` with ``{"name": "Ada", "photos": [base64 JPEG/PNG, ...],
+        "force": false}``: a known person from photos, each with exactly one good face."""
+        body = await _body(request)
+        photos, name, force = body.get("photos"), body.get("name"), body.get("force", False)
+        if (not isinstance(photos, list) or not photos
+                or not all(isinstance(photo, str) for photo in photos)
+                or not (name is None or isinstance(name, str)) or not isinstance(force, bool)):
+            raise ApiError(400, 'give {"name": "Ada", "photos": ["<base64 image>", ...]}')
+        try:
+            images = [base64.b64decode(photo, validate=True) for photo in photos]
+        except ValueError:
+            raise ApiError(400, "each photo must be a base64-encoded image") from None
+        with tempfile.TemporaryDirectory(prefix="facestream-enroll-") as directory:
+            paths = [Path(directory) / f"photo{number}" for number in range(1, len(images) + 1)]
+            for path, image in zip(paths, images, strict=True):
+                path.write_bytes(image)
+            worker = self._engine.worker
+            event = await self._call(lambda g: operations.enroll(g, worker, paths, name,
+                                                                 force=force))
+        stamped = self._bus.publish(event)
+        self._metrics.events.labels(stamped["type"]).inc()
+        return JSONResponse(stamped, 201)
 
     async def show(self, request: Request) -> Response:
         """``GET /api/persons/{id}``."""
@@ -393,9 +421,18 @@ def openapi_document(*, api: bool) -> dict[str, Any]:
     }
     if api:
         paths |= {
-            "/api/persons": {"get": operation("Everyone in the gallery, in order of creation", {
-                "200": reply("the people", {"type": "array", "items": ref("PersonSummary")})},
-                person=False)},
+            "/api/persons": {
+                "get": operation("Everyone in the gallery, in order of creation", {
+                    "200": reply("the people", {"type": "array",
+                                                "items": ref("PersonSummary")})},
+                    person=False),
+                "post": operation(
+                    "Enroll a known person from photos, each with exactly one good face",
+                    {"201": reply("the new person; the event is also published",
+                                  ref("CreatedEvent")),
+                     "400": error("a photo without one good face, not an image, or a face "
+                                  "the gallery knows already (unless force)")},
+                    "Enroll", person=False)},
             "/api/persons/{id}": {
                 "get": operation("One person, with their exemplars and appearances",
                                  {"200": reply("the person", ref("Person"))}),
@@ -432,6 +469,9 @@ def openapi_document(*, api: bool) -> dict[str, Any]:
                             appearances={"type": "array", "items": {"type": "integer"}}),
         "DeletedEvent": event("identity.deleted", ["person", "forgotten"], person=person_id,
                               forgotten={"type": "boolean"}),
+        "CreatedEvent": event("identity.created", ["person", "name", "exemplars"],
+                              person=person_id, name={"type": ["string", "null"]},
+                              exemplars={"type": "integer", "minimum": 1}),
         "RejectedEvent": event("identity.rejected", ["person", "camera", "tracks"],
                                person=person_id, camera={"type": "string"},
                                tracks={"type": "integer", "minimum": 1}),
@@ -478,6 +518,12 @@ def openapi_document(*, api: bool) -> dict[str, Any]:
             "Split": {"type": "object", "properties": {
                 "exemplars": {"type": "array", "items": {"type": "integer"}},
                 "appearances": {"type": "array", "items": {"type": "integer"}}}},
+            "Enroll": {"type": "object", "required": ["photos"], "properties": {
+                "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
+                "photos": {"type": "array", "minItems": 1, "maxItems": 24, "items": {
+                    "type": "string", "contentEncoding": "base64"}},
+                "force": {"type": "boolean", "description": "enroll even when the gallery "
+                          "knows the face"}}},
             "Reject": {"type": "object", "required": ["camera"], "properties": {
                 "camera": {"type": "string", "minLength": 1}}},
         }

@@ -9,6 +9,7 @@ the events, and the last one stops the service and checks the gallery file.
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import threading
@@ -25,7 +26,7 @@ import torch
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from benchmarks.synthetic import GroundTruth
+from benchmarks.synthetic import PERSONS, GroundTruth, make_sprite
 from stream.config import EngineSettings, EventSettings, ServerSettings
 from stream.identity.gallery import Gallery
 from stream.identity.track import box_iou
@@ -253,6 +254,25 @@ def test_list_show_thumbnail_and_rename(live: Live) -> None:
     cleared = live.ok("PATCH", f"/api/persons/{ada}", {"name": None})
     assert cleared["name"] is None and live.people()[ada]["name"] is None
     live.ok("PATCH", f"/api/persons/{ada}", {"name": "Ada"})
+
+
+def test_enroll_from_photos_over_rest(live: Live, tmp_path: Path) -> None:
+    photo = tmp_path / "grace.jpg"
+    make_sprite(PERSONS["p08"][0]).image.convert("RGB").save(photo)
+    encoded = base64.b64encode(photo.read_bytes()).decode()
+    mark = len(live.client.events)
+    status, created = live.call("POST", "/api/persons", {"name": "Grace", "photos": [encoded]})
+    assert status == 201, created
+    assert created == {**created, "type": "identity.created", "name": "Grace", "exemplars": 1}
+    assert live.client.wait_for(lambda e: e["type"] == "identity.created", 10, mark) == created
+    assert live.people()[created["person"]]["name"] == "Grace"
+    status, again = live.call("POST", "/api/persons", {"name": "Grace", "photos": [encoded]})
+    assert status == 400 and f"this is already {created['person']} (Grace)" in again["error"]
+    not_image = base64.b64encode(b"just text").decode()
+    status, refused = live.call("POST", "/api/persons", {"photos": [not_image]})
+    assert status == 400 and "photo1" in refused["error"]
+    status, _ = live.call("POST", "/api/persons", {"photos": "not a list"})
+    assert status == 400
 
 
 def test_merge_ends_the_merged_persons_appearance_and_their_id_is_never_seen_again(
