@@ -46,8 +46,8 @@ def test_a_gallery_of_another_embedder_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "gallery.db"
     opened(path).store.close()
     with pytest.raises(GalleryError, match=r"built with test \(1\), not other \(2\); run with "
-                       r"--embedder test, or convert it with `facestream gallery .*gallery.db reembed "
-                       r"--embedder other`"):
+                       r"--embedder test, or convert it with `facestream gallery "
+                       r".*gallery.db reembed --embedder other`"):
         opened(path, "other", "2")
 
 
