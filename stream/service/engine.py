@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ ENDED_STATES = ("stopped", "failed")
 T = TypeVar("T")
 SAVE_EVERY_S = 2.0  # open appearances are written to the gallery this often
 RETIRE_EVERY_S = 3600.0  # retention is applied at start and then this often
+FPS_WINDOW_S = 5.0  # the analysis rate shown for a camera is over this long
 
 
 def _epoch(stamp: str) -> float:
@@ -51,11 +53,33 @@ class _Lane:
     best: dict[int, tuple[float, ImageArray]] = field(default_factory=dict)  # track -> face
     wall_offset: float = 0.0  # captured_at - t of the camera's latest frame
     ended: bool = False
+    analysed_at: deque[float] = field(default_factory=lambda: deque(maxlen=50))
+    preview: Preview | None = None  # the latest analysed frame, for the dashboard
+    frames_analyzed: int = 0
 
     def face_jpeg(self, track: Track) -> bytes | None:
         """The track's best face as JPEG, kept with the exemplars it gives."""
         best = self.best.get(track.number)
         return jpeg_bytes(best[1], quality=90) if best is not None else None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A camera's latest analysed frame and the faces on it (ID or ``None`` if not decided)."""
+
+    image: ImageArray
+    faces: list[tuple[tuple[float, float, float, float], str | None]]
+    captured_at: float | None
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """What the dashboard shows of a camera."""
+
+    camera: Camera
+    analysed_fps: float
+    frames_analyzed: int
+    preview: Preview | None
 
 
 class Engine:
@@ -91,6 +115,17 @@ class Engine:
 
     def start(self) -> None:
         self._thread.start()
+
+    def cameras(self) -> list[CameraView]:
+        """The cameras with their analysis rate and latest frame (safe from any thread: it
+        only reads what the model thread replaces whole)."""
+        now = time.monotonic()
+        views = []
+        for lane in self._lanes:
+            recent = [t for t in list(lane.analysed_at) if now - t <= FPS_WINDOW_S]
+            views.append(CameraView(lane.camera, len(recent) / FPS_WINDOW_S,
+                                    lane.frames_analyzed, lane.preview))
+        return views
 
     def stop(self) -> None:
         """Ask the thread to finish: it analyses the frames already taken, ends every track and
@@ -237,6 +272,12 @@ class Engine:
             lane.wall_offset = frame.captured_at - frame.t
         known = self.gallery.highest
         tracks, decided = lane.identifier.observe(frame.t, observations(result))
+        lane.analysed_at.append(time.monotonic())
+        lane.frames_analyzed += 1
+        lane.preview = Preview(frame.image, [
+            ((float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+             Gallery.label(track.identity) if track.identity is not None else None)
+            for box, track in zip(result.faces.boxes, tracks, strict=True)], frame.captured_at)
         for i, track in enumerate(tracks):
             quality = float(result.quality[i]) + (1.0 if result.good[i] else 0.0)
             if quality > lane.best.get(track.number, (-1.0, None))[0]:

@@ -16,22 +16,28 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+from PIL import Image, ImageDraw
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from stream.config import ServerSettings
+from stream.config import ServerSettings, redact_url
 from stream.events import Event
 from stream.identity import operations
 from stream.identity.gallery import Gallery
 from stream.identity.store import GalleryError
+from stream.report import jpeg_bytes
 from stream.service.bus import EventBus, Subscription
-from stream.service.engine import Engine
+from stream.service.engine import Engine, Preview
 from stream.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
+DASHBOARD = Path(__file__).parents[1] / "dashboard"
+PREVIEW_WIDTH = 640  # dashboard previews are scaled down to this width
 TEXT_CACHE = 1024  # events whose JSON is kept for the clients still to be sent them
 UNAUTHORIZED = "a valid token is required: send 'Authorization: Bearer TOKEN' or ?token=TOKEN"
 CALL_TIMEOUT_S = 30.0  # an operation the model thread has not run by then is given up
@@ -207,7 +213,30 @@ class PersonsApi:
             Route(f"{person}/split", guard(self.split), methods=["POST"]),
             Route(f"{person}/forget", guard(self.forget), methods=["POST"]),
             Route(f"{person}/reject", guard(self.reject), methods=["POST"]),
+            Route("/api/cameras", guard(self.cameras), methods=["GET"]),
+            Route("/api/cameras/{name}/preview.jpg", guard(self.preview), methods=["GET"]),
         ]
+
+    async def cameras(self, _: Request) -> Response:
+        """``GET /api/cameras``: each camera's state and rates."""
+        return JSONResponse([{
+            "name": view.camera.name, "url": redact_url(view.camera.config.url),
+            "status": view.camera.stats.state, "reason": view.camera.stats.reason,
+            "analysed_fps": round(view.analysed_fps, 2),
+            "frames_analyzed": view.frames_analyzed,
+            "frames_dropped": view.camera.stats.frames_dropped,
+        } for view in self._engine.cameras()])
+
+    async def preview(self, request: Request) -> Response:
+        """``GET /api/cameras/{name}/preview.jpg``: the latest analysed frame with its faces."""
+        name = request.path_params["name"]
+        views = [view for view in self._engine.cameras() if view.camera.name == name]
+        if not views:
+            raise ApiError(404, f"there is no camera {name!r}")
+        if views[0].preview is None:
+            raise ApiError(404, f"camera {name!r} has no analysed frame yet")
+        jpeg = await asyncio.to_thread(render_preview, views[0].preview)
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     async def _call(self, operation: Callable[[Gallery], T]) -> T:
         # The event loop never touches the gallery: the model thread owns it.
@@ -451,6 +480,18 @@ def openapi_document(*, api: bool) -> dict[str, Any]:
                 "Split")},
             "/api/persons/{id}/forget": {"post": change(
                 "Erase the person completely, also from the file's free pages", "DeletedEvent")},
+            "/api/cameras": {"get": operation("Every camera: status, analysis rate, drops", {
+                "200": reply("the cameras", {"type": "array", "items": ref("Camera")})},
+                person=False)},
+            "/api/cameras/{name}/preview.jpg": {"get": {
+                "summary": "The camera's latest analysed frame with its faces' boxes and IDs",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {
+                    "200": reply("a JPEG, at most 640 px wide", {
+                        "type": "string", "contentMediaType": "image/jpeg"}, "image/jpeg"),
+                    "404": error("no such camera, or no frame analysed yet"),
+                    **unauthorized}}},
             "/api/persons/{id}/reject": {"post": change(
                 "Not this person: the track on the camera now assigned this person is someone "
                 "else; it is decided again and faces like it are never this person",
@@ -518,6 +559,12 @@ def openapi_document(*, api: bool) -> dict[str, Any]:
             "Split": {"type": "object", "properties": {
                 "exemplars": {"type": "array", "items": {"type": "integer"}},
                 "appearances": {"type": "array", "items": {"type": "integer"}}}},
+            "Camera": {"type": "object", "properties": {
+                "name": {"type": "string"}, "url": {"type": "string"},
+                "status": {"enum": ["connecting", "streaming", "reconnecting", "failed",
+                                    "stopped"]},
+                "reason": {"type": ["string", "null"]}, "analysed_fps": {"type": "number"},
+                "frames_analyzed": {"type": "integer"}, "frames_dropped": {"type": "integer"}}},
             "Enroll": {"type": "object", "required": ["photos"], "properties": {
                 "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},
                 "photos": {"type": "array", "minItems": 1, "maxItems": 24, "items": {
@@ -538,6 +585,24 @@ def openapi_document(*, api: bool) -> dict[str, Any]:
             "query": {"type": "apiKey", "in": "query", "name": "token"}}},
         "security": [{}, {"bearer": []}, {"query": []}],
     }
+
+
+def render_preview(preview: Preview, width: int = PREVIEW_WIDTH) -> bytes:
+    """The frame scaled to ``width`` with each face's box and ID drawn, as JPEG."""
+    image = Image.fromarray(preview.image)
+    scale = min(1.0, width / image.width)
+    if scale < 1.0:
+        image = image.resize((round(image.width * scale), round(image.height * scale)),
+                             Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(image)
+    for box, person in preview.faces:
+        x1, y1, x2, y2 = (v * scale for v in box)
+        colour = (46, 204, 113) if person else (241, 196, 15)
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=2)
+        label = person or "?"
+        draw.rectangle((x1, max(0.0, y1 - 14), x1 + 8 * len(label) + 6, y1), fill=colour)
+        draw.text((x1 + 3, max(0.0, y1 - 13)), label, fill=(0, 0, 0))
+    return jpeg_bytes(np.asarray(image, np.uint8), quality=80)
 
 
 def build_app(bus: EventBus, settings: ServerSettings, metrics: Metrics, *,
@@ -587,4 +652,7 @@ def build_app(bus: EventBus, settings: ServerSettings, metrics: Metrics, *,
     ]
     if engine is not None:
         routes += PersonsApi(engine, bus, metrics).routes(guard)
+    # The dashboard's files hold no data: they are served without the token, and ask for it.
+    routes.append(Mount("/", app=StaticFiles(directory=DASHBOARD, html=True, check_dir=False),
+                        name="dashboard"))
     return Starlette(routes=routes), events

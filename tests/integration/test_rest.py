@@ -10,6 +10,7 @@ the events, and the last one stops the service and checks the gallery file.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import sqlite3
 import threading
@@ -23,8 +24,9 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from benchmarks.synthetic import PERSONS, GroundTruth, make_sprite
 from stream.config import EngineSettings, EventSettings, ServerSettings
@@ -138,6 +140,8 @@ def served(app: Starlette) -> set[tuple[str, str]]:
     for route in app.routes:
         if isinstance(route, WebSocketRoute):
             routes.add((route.path, "GET"))
+        elif isinstance(route, Mount):
+            continue  # the dashboard's static files, not part of the API
         else:
             assert isinstance(route, Route) and route.methods is not None
             routes |= {(route.path, method) for method in route.methods - {"HEAD"}}
@@ -181,7 +185,7 @@ def test_the_openapi_document_describes_every_route_and_no_other(live: Live) -> 
 
     assert served(app(engine)) == documented
     assert served(app(None)) == {(path, method) for path, method in documented
-                                 if not path.startswith("/api/persons")}
+                                 if not path.startswith(("/api/persons", "/api/cameras"))}
     # Every schema it refers to is in it.
     text = json.dumps(document)
     refs = {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}
@@ -273,6 +277,21 @@ def test_enroll_from_photos_over_rest(live: Live, tmp_path: Path) -> None:
     assert status == 400 and "photo1" in refused["error"]
     status, _ = live.call("POST", "/api/persons", {"photos": "not a list"})
     assert status == 400
+
+
+def test_cameras_and_their_previews(live: Live) -> None:
+    cameras = live.ok("GET", "/api/cameras")
+    assert [camera["name"] for camera in cameras] == ["cam1"]
+    camera = cameras[0]
+    assert camera["status"] == "streaming" and camera["frames_analyzed"] > 0
+    assert 0 < camera["analysed_fps"] <= 5.5
+    preview = live.ok("GET", "/api/cameras/cam1/preview.jpg")
+    image = Image.open(io.BytesIO(preview))
+    assert image.format == "JPEG" and image.width == 640
+    status, missing = live.call("GET", "/api/cameras/nowhere/preview.jpg")
+    assert status == 404 and "nowhere" in missing["error"]
+    status, _ = live.call("GET", "/api/cameras", token=None)
+    assert status == 401
 
 
 def test_merge_ends_the_merged_persons_appearance_and_their_id_is_never_seen_again(
