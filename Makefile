@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := out/demo
 
-# Debian packages: npm serves the offline face model; the tests also run a real mosquitto broker
-# and GStreamer's RTSP server (with Debian's python3-gi) as a real camera.
+# Debian packages: npm serves the offline face model; the tests also run a real mosquitto broker,
+# GStreamer's RTSP server (with Debian's python3-gi) as a real camera, and Chromium (driven by
+# Playwright) for the dashboard.
 TEST_PACKAGES := mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium
 
 .PHONY: setup models demo test lint typecheck unit bench clean demo-packages test-packages
 

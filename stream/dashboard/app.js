@@ -11,6 +11,7 @@ const state = {
   present: new Map(),        // id -> Set of cameras the person is on now
   lastSeen: new Map(),       // id -> Date of the newest person.* event
   seen: new Set(),           // keys of events already handled (replays repeat them)
+  log: [],                   // the newest events handled: {type, person, camera, name} (tests)
   open: null,                // id of the person shown in the dialog
   camerasApi: true,          // false when the service has no /api/cameras
 };
@@ -21,7 +22,8 @@ const $ = (selector) => document.querySelector(selector);
 
 let messageTimer = 0;
 function say(text, error = false) {
-  const box = $("#message");
+  // A modal dialog covers the page: its own message line is used while it is open.
+  const box = $("#person-dialog").open ? $("#person-message") : $("#message");
   box.textContent = text;
   box.classList.toggle("error", error);
   box.hidden = false;
@@ -86,11 +88,15 @@ function cameraTile(name) {
 }
 
 function startPreview(name, tile, img) {
+  // Each frame loads in an image of its own that then takes the place of the shown one: no
+  // flicker, no broken image while one fails, and one request per frame (they are no-store).
   const load = () => {
     const started = performance.now();
     const next = new Image();
     next.onload = () => {
-      img.src = next.src;
+      for (const key of ["class", "alt", "width", "height"]) next.setAttribute(key, img.getAttribute(key));
+      img.replaceWith(next);
+      img = next;
       tile.classList.add("has-preview");
       const wait = (document.hidden ? 2000 : PREVIEW_INTERVAL_MS) - (performance.now() - started);
       setTimeout(load, Math.max(30, wait));
@@ -254,6 +260,8 @@ function handle(event) {
   state.seen.add(key);
   if (state.seen.size > 5000) state.seen = new Set([...state.seen].slice(-2000));
   const type = event.type;
+  state.log.push({ type, person: event.person, camera: event.camera, name: event.name });
+  if (state.log.length > 200) state.log.shift();
   if (type === "camera.status") {
     const camera = { ...(state.cameras.get(event.camera) || { name: event.camera }),
                      status: event.status, reason: event.reason };
@@ -525,7 +533,7 @@ $("#feed").addEventListener("click", (event) => {
   const button = event.target.closest("[data-open]");
   if (button) openPerson(button.dataset.open);
 });
-$("#person-dialog").addEventListener("close", () => { state.open = null; });
+$("#person-dialog").addEventListener("close", () => { state.open = null; $("#person-message").hidden = true; });
 setInterval(() => { if (socket) refreshCameras(); }, 2000);
 setInterval(() => { if (socket) { refreshPeople(); } else renderPeople(); }, 15000);
 window.facestream = { state, askToken };  // for debugging in the console
