@@ -113,7 +113,7 @@ function renderCamera(camera) {
   tile.dataset.status = camera.status || "unknown";
   tile.querySelector(".status-text").textContent = camera.status || "unknown";
   tile.querySelector(".reason").textContent = camera.reason ? `— ${camera.reason}` : "";
-  const fps = camera.analysed_fps;
+  const fps = camera.analyzed_fps;
   tile.querySelector(".fps").textContent =
     typeof fps === "number" ? `${fps.toFixed(1)} fps analysed` : "fps —";
   const dropped = camera.frames_dropped, analysed = camera.frames_analyzed;
@@ -366,6 +366,11 @@ function renderTimeline(appearances) {
 
 function renderPerson(person) {
   if (person.id !== state.open) return;
+  // A reload (the person came or went) must not undo what the user was choosing or typing.
+  const body = $("#person-body");
+  const ticked = new Set([...body.querySelectorAll("input[type=checkbox]:checked")]
+    .map((input) => `${input.name}:${input.value}`));
+  const typing = document.activeElement?.id === "rename-input" ? document.activeElement.value : null;
   $("#person-title").textContent = person.name ? `${person.name} (${person.id})` : person.id;
   const rename = el("form", { id: "rename-form", class: "inline" },
     el("label", {}, "Name ", el("input", { id: "rename-input", name: "name", value: person.name || "",
@@ -436,6 +441,14 @@ function renderPerson(person) {
     el("h3", {}, "Timeline"), renderTimeline(person.appearance_list),
     faces, appearances, el("div", { class: "actions" }, split),
     el("h3", {}, "Merge or forget"), merge, el("div", { class: "actions" }, forget));
+  for (const input of body.querySelectorAll("input[type=checkbox]")) {
+    input.checked = ticked.has(`${input.name}:${input.value}`);
+  }
+  if (typing !== null) {
+    const input = $("#rename-input");
+    input.value = typing;
+    input.focus();
+  }
 }
 
 async function act(path, method, body, done) {

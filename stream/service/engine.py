@@ -77,7 +77,7 @@ class CameraView:
     """What the dashboard shows of a camera."""
 
     camera: Camera
-    analysed_fps: float
+    analyzed_fps: float
     frames_analyzed: int
     preview: Preview | None
 

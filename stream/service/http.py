@@ -222,7 +222,7 @@ class PersonsApi:
         return JSONResponse([{
             "name": view.camera.name, "url": redact_url(view.camera.config.url),
             "status": view.camera.stats.state, "reason": view.camera.stats.reason,
-            "analysed_fps": round(view.analysed_fps, 2),
+            "analyzed_fps": round(view.analyzed_fps, 2),
             "frames_analyzed": view.frames_analyzed,
             "frames_dropped": view.camera.stats.frames_dropped,
         } for view in self._engine.cameras()])
@@ -563,7 +563,7 @@ def openapi_document(*, api: bool) -> dict[str, Any]:
                 "name": {"type": "string"}, "url": {"type": "string"},
                 "status": {"enum": ["connecting", "streaming", "reconnecting", "failed",
                                     "stopped"]},
-                "reason": {"type": ["string", "null"]}, "analysed_fps": {"type": "number"},
+                "reason": {"type": ["string", "null"]}, "analyzed_fps": {"type": "number"},
                 "frames_analyzed": {"type": "integer"}, "frames_dropped": {"type": "integer"}}},
             "Enroll": {"type": "object", "required": ["photos"], "properties": {
                 "name": {"type": ["string", "null"], "minLength": 1, "maxLength": 200},

@@ -6,6 +6,7 @@ the event stream, screenshots at laptop and phone size, and the banner once the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -142,7 +143,11 @@ def test_dashboard(demo_video: tuple[Path, GroundTruth], browser: Browser,
                                                                                  timeout=10_000)
         # Split: the merged person's faces reload in the open view; one goes to a new person.
         faces = laptop.locator("#person-body input[data-exemplar]")
-        expect(faces.nth(1)).to_be_attached(timeout=10_000)
+        # Wait for the view to show the merged faces (what the API has now), so that the face
+        # ticked is not re-rendered away by the reload.
+        status, body = service.get(f"/api/persons/{person}", TOKEN)
+        assert status == 200, body
+        expect(faces).to_have_count(json.loads(body)["exemplars"], timeout=15_000)
         faces.first.check()
         laptop.click("#split-button")
         phone.wait_for_function(

@@ -284,7 +284,7 @@ def test_cameras_and_their_previews(live: Live) -> None:
     assert [camera["name"] for camera in cameras] == ["cam1"]
     camera = cameras[0]
     assert camera["status"] == "streaming" and camera["frames_analyzed"] > 0
-    assert 0 < camera["analysed_fps"] <= 5.5
+    assert 0 < camera["analyzed_fps"] <= 5.5
     preview = live.ok("GET", "/api/cameras/cam1/preview.jpg")
     image = Image.open(io.BytesIO(preview))
     assert image.format == "JPEG" and image.width == 640
