@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import io
 import sqlite3
-import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from stream.events import wall_time
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import template
 from stream.identity.store import GalleryError, GalleryStore, recorded_embedder
@@ -30,16 +30,11 @@ if TYPE_CHECKING:
 Document = dict[str, Any]
 
 
-def _iso(seconds: float) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{stamp}.{int(seconds * 1000) % 1000:03d}Z"
-
-
 def person_summary(gallery: Gallery, identity: int) -> Document:
     """One person as the API shows them in lists."""
     record = gallery.store.identity(identity)
     return {"id": Gallery.label(record.id), "name": record.name,
-            "created": _iso(record.created), "last_seen": _iso(record.last_seen),
+            "created": wall_time(record.created), "last_seen": wall_time(record.last_seen),
             "exemplars": record.exemplars, "appearances": record.appearances,
             "seen_s": round(record.seen_s, 2)}
 
@@ -54,7 +49,7 @@ def show_person(gallery: Gallery, identity: int) -> Document:
     document = person_summary(gallery, identity)
     document["exemplar_list"] = [
         {"id": e.id, "quality": round(e.quality, 3), "source": e.source,
-         "created": _iso(e.created),
+         "created": wall_time(e.created),
          "face": base64.b64encode(e.face).decode("ascii") if e.face else None}
         for e in gallery.store.exemplars(identity)]
     document["appearance_list"] = [

@@ -107,16 +107,16 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     started = time.monotonic()
     listener = listen(config.server.host, config.server.port)
     metrics = Metrics()
-    bus = EventBus(config.events.replay)
 
-    def publish(event: Event) -> None:
-        stamped = bus.publish(event)
-        metrics.events.labels(stamped["type"]).inc()
-        if "latency_ms" in stamped:
-            metrics.event_latency.observe(stamped["latency_ms"] / 1000)
+    def observe(event: Event) -> None:
+        metrics.events.labels(event["type"]).inc()
+        if "latency_ms" in event:
+            metrics.event_latency.observe(event["latency_ms"] / 1000)
+
+    bus = EventBus(config.events.replay, observe)
 
     def emit(event: Event) -> None:  # from other threads
-        loop.call_soon_threadsafe(publish, event)
+        loop.call_soon_threadsafe(bus.publish, event)
 
     def on_status(status: CameraStatus) -> None:  # from the camera threads
         emit(status_event(status.camera, status.state, status.reason, status.retry_in_s,

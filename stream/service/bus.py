@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from stream.events import Event, wall_time
 
@@ -74,7 +74,10 @@ class EventBus:
     """Stamps each event with the schema version and a per-process sequence number, keeps the
     most recent ones for replay, and offers each to every matching subscription."""
 
-    def __init__(self, replay: int = 100) -> None:
+    def __init__(self, replay: int = 100,
+                 observe: Callable[[Event], None] | None = None) -> None:
+        """``observe`` sees every stamped event as it is published (for metrics)."""
+        self._observe = observe
         self._recent: deque[Event] = deque(maxlen=replay or None) if replay else deque(maxlen=0)
         self._subscriptions: list[Subscription] = []
         self._seq = 0
@@ -87,6 +90,8 @@ class EventBus:
         stamped.setdefault("time", wall_time())
         self._recent.append(stamped)
         self.published += 1
+        if self._observe is not None:
+            self._observe(stamped)
         for subscription in self._subscriptions:
             if subscription.wants(stamped):
                 subscription.offer(stamped)

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -149,28 +149,28 @@ class Engine:
             self._fail_commands()
         return future
 
-    def _fail_commands(self) -> None:
-        while True:
-            try:
-                _, future = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            if future.set_running_or_notify_cancel():
-                future.set_exception(GalleryError("the service is stopping; the gallery takes "
-                                                  "no more changes"))
-
-    def _run_commands(self) -> None:
+    def _commands_waiting(self) -> Iterator[tuple[Callable[[], Any], Future[Any]]]:
+        """The queued commands not cancelled meanwhile, each taken off the queue."""
         while True:
             try:
                 command, future = self._commands.get_nowait()
             except queue.Empty:
                 return
             if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(command())
-                except Exception as error:  # the caller's to report
-                    future.set_exception(error)
-                self._reconcile()
+                yield command, future
+
+    def _fail_commands(self) -> None:
+        for _, future in self._commands_waiting():
+            future.set_exception(GalleryError("the service is stopping; the gallery takes no "
+                                              "more changes"))
+
+    def _run_commands(self) -> None:
+        for command, future in self._commands_waiting():
+            try:
+                future.set_result(command())
+            except Exception as error:  # the caller's to report
+                future.set_exception(error)
+            self._reconcile()
 
     def _reconcile(self) -> None:
         """After a change by the user: tracks of people who are no longer in the gallery are
