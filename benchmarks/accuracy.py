@@ -31,7 +31,7 @@ def bench_dir() -> Path:
 
 def systems(skip_baseline: bool) -> list[tuple[str, Analyzer]]:
     """The analyzers to compare: the product, then (unless skipped) the seed-design baseline."""
-    from stream.analyze import analyze_video
+    from stream.pipeline.file import analyze_video
 
     found: list[tuple[str, Analyzer]] = [("product", analyze_video)]
     if not skip_baseline:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from stream.analyze import AnalyzeOptions, AnalyzeResult, analyze_video
+from stream.pipeline.file import AnalyzeOptions, AnalyzeResult, analyze_video
 from stream.identity.track import Observation, Track
 from stream.types import Faces, FloatArray
 from stream.vision.detect import MtcnnDetector

@@ -48,7 +48,7 @@ from websockets.exceptions import ConnectionClosed
 from benchmarks.accuracy import bench_dir
 from benchmarks.scoring import format_table
 from benchmarks.synthetic import build
-from stream.analyze import observations
+from stream.pipeline.file import observations
 from stream.config import (
     CameraConfig,
     EngineSettings,
@@ -57,7 +57,7 @@ from stream.config import (
     ServiceConfig,
     SourceSettings,
 )
-from stream.events import Event, wall_time
+from stream.pipeline.appearances import Event, wall_time
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings
 from stream.service.app import load_worker, serve, start_server

@@ -49,7 +49,8 @@ def _numbers(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from stream.vision.models import EMBEDDERS, REGISTRY
+    from stream.vision.embedders import EMBEDDERS
+    from stream.vision.models import REGISTRY
 
     parser = argparse.ArgumentParser(
         prog="facestream", description="Find every face in a video, give each person a stable "
@@ -175,7 +176,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from stream.analyze import AnalyzeOptions, analyze_video
+    from stream.pipeline.file import AnalyzeOptions, analyze_video
 
     options = AnalyzeOptions(sample_fps=args.sample_fps, detect_width=args.detect_width,
                              embedder=args.embedder, weights=args.weights,

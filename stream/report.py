@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import shutil
 from collections.abc import Iterable
@@ -16,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from stream.errors import OutputError
+from stream.imaging import jpeg_bytes
 from stream.types import ImageArray
 
 SCHEMA = "facestream.report/1"
@@ -117,25 +114,6 @@ def report_document(*, source: Path, duration_s: float, fps: float, frames_decod
             "detections": p.detections,
         } for p in ordered],
     }
-
-
-def face_crop(image: ImageArray, box: np.ndarray, margin: float = 0.35) -> ImageArray:
-    """A square crop around ``box`` with ``margin`` of its size on every side, for thumbnails."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    height, width = image.shape[:2]
-    left, top = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
-    right, bottom = min(width, int(cx + side / 2)), min(height, int(cy + side / 2))
-    crop: ImageArray = np.ascontiguousarray(image[top:bottom, left:right])
-    return crop
-
-
-def jpeg_bytes(image: ImageArray, quality: int = 90) -> bytes:
-    """``image`` (H, W, 3) RGB encoded as JPEG."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def write_report(out: Path, document: dict[str, Any], detections: Iterable[Detection],

@@ -17,11 +17,11 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stream.events import wall_time
+from stream.codec import wall_time
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import template
 from stream.identity.store import GalleryError, GalleryStore, recorded_embedder
-from stream.report import face_crop, jpeg_bytes
+from stream.imaging import face_crop, jpeg_bytes
 from stream.types import FloatArray, Frame, ImageArray
 
 if TYPE_CHECKING:

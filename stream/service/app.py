@@ -18,10 +18,10 @@ from starlette.types import ASGIApp
 
 from stream.config import ServerSettings, ServiceConfig, redact_url
 from stream.errors import InputError, StreamError
-from stream.events import Event, status_event
+from stream.pipeline.appearances import Event, status_event
 from stream.identity.gallery import open_gallery
 from stream.service.bus import EventBus
-from stream.service.engine import Engine
+from stream.pipeline.live import Engine
 from stream.service.http import build_app
 from stream.service.metrics import Metrics
 from stream.service.mqtt import MqttPublisher

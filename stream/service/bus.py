@@ -10,7 +10,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from stream.events import Event, wall_time
+from stream.pipeline.appearances import Event, wall_time
 
 EVENT_SCHEMA = "facestream.event/1"
 

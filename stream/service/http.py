@@ -26,13 +26,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from stream.config import ServerSettings, redact_url
-from stream.events import Event
+from stream.pipeline.appearances import Event
 from stream.identity import operations
 from stream.identity.gallery import Gallery
 from stream.identity.store import GalleryError
-from stream.report import jpeg_bytes
+from stream.imaging import jpeg_bytes
 from stream.service.bus import EventBus, Subscription
-from stream.service.engine import Engine, Preview
+from stream.pipeline.live import Engine, Preview
 from stream.service.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from typing import Any
 
 import aiomqtt
 
 from stream.config import MqttSettings
-from stream.events import Event
+from stream.pipeline.appearances import Event
 from stream.service.bus import EventBus, Subscription
 
 log = logging.getLogger(__name__)
@@ -39,16 +38,13 @@ class MqttPublisher:
     the first one.
     """
 
-    def __init__(self, settings: MqttSettings, bus: EventBus, *,
-                 backoff_initial_s: float = 1.0, backoff_max_s: float = 30.0) -> None:
+    def __init__(self, settings: MqttSettings, bus: EventBus) -> None:
         self.settings = settings
         self.connected = False
         self.published = 0
         self.reconnects = 0
         self._bus = bus
         self._prefix = settings.topic_prefix
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = max(backoff_max_s, backoff_initial_s)
         self._persons: dict[str, dict[str, Any]] = {}
         # Subscribed now, not when run() starts, so no event published meanwhile is missed.
         self._subscription: Subscription = bus.subscribe(settings.queue, consumer="mqtt")
@@ -109,7 +105,7 @@ class MqttPublisher:
         address = f"{self.settings.host}:{self.settings.port}"
         connections = 0
         failures = 0
-        delay = self._backoff_initial_s
+        backoff = self.settings.backoff()
         while not self._closing:
             error: Exception | None = None
             try:
@@ -122,7 +118,7 @@ class MqttPublisher:
                     else:
                         log.info("connected to MQTT broker %s", address)
                     failures = 0
-                    delay = self._backoff_initial_s
+                    backoff.reset()
                     await self._session(client)
             except* aiomqtt.MqttError as group:
                 error = group.exceptions[0]
@@ -133,11 +129,10 @@ class MqttPublisher:
             failures += 1
             if failures == 1:
                 log.warning("MQTT broker %s unreachable (%s); retrying", address, error)
-            wait_s = delay * random.uniform(0.5, 1.0)
+            wait_s = backoff.next_delay()
             log.debug("MQTT connection to %s failed (%s); next try in %.2f s", address, error,
                       wait_s)
             await asyncio.sleep(wait_s)
-            delay = min(delay * 2, self._backoff_max_s)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         async with asyncio.TaskGroup() as tasks:

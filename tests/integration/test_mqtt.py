@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from stream.config import MqttSettings
-from stream.events import Event, wall_time
+from stream.pipeline.appearances import Event, wall_time
 from stream.service.bus import EventBus
 from stream.service.mqtt import MqttPublisher
 from tests.fixtures.mosquitto import Broker, BrokerFactory, Subscriber, on_topic
@@ -33,7 +33,8 @@ THUMBNAIL = "/9j/AAAA"
 
 def settings(broker: Broker, **overrides: Any) -> MqttSettings:
     return MqttSettings.model_validate({"url": broker.url, "client_id": "facestream-test",
-                                        "topic_prefix": "fs", "keepalive_s": 5, **overrides})
+                                        "topic_prefix": "fs", "keepalive_s": 5, **FAST,
+                                        **overrides})
 
 
 def appeared(person: str, camera: str = "front", thumbnail: str = THUMBNAIL) -> Event:
@@ -78,7 +79,7 @@ def records(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[log
 def test_events_and_retained_person_states(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttPublisher(settings(mosquitto), bus, **FAST)
+        publisher = MqttPublisher(settings(mosquitto), bus)
         with Subscriber(mosquitto, "fs/#") as live:
             task = asyncio.create_task(publisher.run())
             await live.wait_for_async(on_topic("fs/status", "online"))
@@ -149,7 +150,7 @@ def test_last_will_marks_a_killed_publisher_offline(mosquitto: Broker) -> None:
 def test_close_sends_queued_events_then_offline(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttPublisher(settings(mosquitto), bus, **FAST)
+        publisher = MqttPublisher(settings(mosquitto), bus)
         with Subscriber(mosquitto, "fs/#") as live:
             task = asyncio.create_task(publisher.run())
             await live.wait_for_async(on_topic("fs/status", "online"))
@@ -179,7 +180,7 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
 
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttPublisher(settings(mosquitto), bus, **FAST)
+        publisher = MqttPublisher(settings(mosquitto), bus)
         with Subscriber(mosquitto, "fs/#") as live:
             task = asyncio.create_task(publisher.run())
             await live.wait_for_async(on_topic("fs/status", "online"))
@@ -230,7 +231,7 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
 def test_a_full_queue_drops_the_oldest_and_says_so(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttPublisher(settings(mosquitto, queue=3), bus, **FAST)
+        publisher = MqttPublisher(settings(mosquitto, queue=3), bus)
         mosquitto.stop()
         task = asyncio.create_task(publisher.run())
         await until(lambda: len(bus.subscriptions) == 1, "the publisher subscribes to the bus")
@@ -259,7 +260,7 @@ def test_password_protected_broker(mosquitto_factory: BrokerFactory,
     async def scenario() -> None:
         bus = EventBus()
         wrong = MqttPublisher(settings(broker, client_id="wrong", topic_prefix="wrong",
-                                       username="camera-hub", password="guess"), bus, **FAST)
+                                       username="camera-hub", password="guess"), bus)
         task = asyncio.create_task(wrong.run())
         await until(lambda: len(records(caplog, logging.DEBUG, "failed")) >= 3,
                     "three failed connection attempts")
@@ -271,7 +272,7 @@ def test_password_protected_broker(mosquitto_factory: BrokerFactory,
         await task
 
         right = MqttPublisher(settings(broker, client_id="right", topic_prefix="right",
-                                       username="camera-hub", password="s3cret"), bus, **FAST)
+                                       username="camera-hub", password="s3cret"), bus)
         with Subscriber(broker, "#", username="camera-hub", password="s3cret") as live:
             task = asyncio.create_task(right.run())
             await live.wait_for_async(on_topic("right/status", "online"))

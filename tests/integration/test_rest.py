@@ -33,7 +33,7 @@ from stream.config import EngineSettings, EventSettings, ServerSettings
 from stream.identity.gallery import Gallery
 from stream.identity.track import box_iou
 from stream.service.bus import EventBus
-from stream.service.engine import Engine
+from stream.pipeline.live import Engine
 from stream.service.http import build_app
 from stream.service.metrics import Metrics
 from stream.vision.executor import VisionWorker

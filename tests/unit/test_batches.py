@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.analyze import _batches
+from stream.pipeline.file import _batches
 from stream.types import Frame
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from stream.config import EventSettings
-from stream.events import Appearances, Sighting, status_event
+from stream.pipeline.appearances import Appearances, Sighting, status_event
 from stream.service.bus import EVENT_SCHEMA, EventBus
 
 SETTINGS = EventSettings(left_after_s=3.0, update_interval_s=5.0, thumbnail_px=64)

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from stream.analyze import observations
+from stream.pipeline.file import observations
 from stream.config import EngineSettings, EventSettings
-from stream.events import Appearances, Event, Sighting
+from stream.pipeline.appearances import Appearances, Event, Sighting
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings, template
 from stream.identity.store import GalleryError
 from stream.identity.track import Track
-from stream.report import face_crop, jpeg_bytes
+from stream.imaging import face_crop, jpeg_bytes
 from stream.service.metrics import Metrics
 from stream.sources import Camera
 from stream.types import Frame, ImageArray

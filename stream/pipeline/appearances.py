@@ -19,7 +19,7 @@ from PIL import Image
 
 from stream.config import EventSettings
 from stream.identity.track import box_iou
-from stream.report import jpeg_bytes
+from stream.imaging import jpeg_bytes
 from stream.types import ImageArray
 
 Event = dict[str, Any]

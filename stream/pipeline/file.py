@@ -16,11 +16,10 @@ from stream.errors import DecodeError
 from stream.identity.gallery import Gallery, open_gallery
 from stream.identity.matcher import Identifier, MatchSettings
 from stream.identity.track import Observation, Track
+from stream.imaging import face_crop, jpeg_bytes
 from stream.report import (
     Detection,
     Person,
-    face_crop,
-    jpeg_bytes,
     merge_spans,
     prepare_output,
     report_document,
