@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Self, Union, get_args, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from stream.errors import ConfigError
+from stream.retry import Backoff
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -98,20 +99,29 @@ class CameraConfig(_Strict):
         return source_kind(self.url)
 
 
-class SourceSettings(_Strict):
+class _Retrying(_Strict):
+    """The backoff settings of anything that reconnects: cameras and the MQTT broker."""
+
+    backoff_initial_s: float = Field(1.0, gt=0, le=60, description="first wait before a retry")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="longest wait between retries")
+
+    @model_validator(mode="after")
+    def _backoff(self) -> Self:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+    def backoff(self) -> Backoff:
+        """A fresh backoff with these settings (doubling, jittered down to half)."""
+        return Backoff(self.backoff_initial_s, self.backoff_max_s)
+
+
+class SourceSettings(_Retrying):
     """How cameras are opened and retried."""
 
     connect_timeout_s: float = Field(10.0, gt=0, le=300, description="give up opening after")
     read_timeout_s: float = Field(10.0, gt=0, le=300, description="a stream silent this long "
                                   "is reconnected")
-    backoff_initial_s: float = Field(1.0, gt=0, le=60, description="first wait before a retry")
-    backoff_max_s: float = Field(30.0, gt=0, le=3600, description="longest wait between retries")
-
-    @model_validator(mode="after")
-    def _backoff(self) -> SourceSettings:
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ValueError("backoff_max_s must be at least backoff_initial_s")
-        return self
 
 
 class EngineSettings(_Strict):
@@ -181,8 +191,8 @@ class TlsSettings(_Strict):
     insecure: bool = Field(False, description="skip the broker's hostname check")
 
 
-class MqttSettings(_Strict):
-    """The MQTT publisher (aiomqtt)."""
+class MqttSettings(_Retrying):
+    """The MQTT publisher (aiomqtt); the backoff spaces reconnections to the broker."""
 
     url: str = Field(description="mqtt://host:port or mqtts://host:port (TLS)")
     client_id: str = Field("facestream", min_length=1, max_length=64)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -373,15 +372,14 @@ class Camera:
     def _watch_stream(self) -> None:
         log.info("camera %s: connecting to %s", self.name, redact_url(self.config.url))
         self._report("connecting")
-        backoff = self.settings.backoff_initial_s
+        backoff = self.settings.backoff()
         while not self._stop.is_set():
             delivered, reason = self._session()
             if self._stop.is_set():
                 break
             if delivered:
-                backoff = self.settings.backoff_initial_s
-            delay = backoff * random.uniform(0.5, 1.0)
-            backoff = min(backoff * 2, self.settings.backoff_max_s)
+                backoff.reset()
+            delay = backoff.next_delay()
             self.stats.reconnects += 1
             self._report("reconnecting", reason, delay)
             self._stop.wait(delay)
