@@ -28,6 +28,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from stream.errors import ConfigError
 from stream.retry import Backoff
+from stream.vision.embedders import EMBEDDERS, OFFLINE, PREFERRED
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
@@ -127,9 +128,9 @@ class SourceSettings(_Retrying):
 class EngineSettings(_Strict):
     """The models and the device."""
 
-    embedder: Literal["dlib-resnet", "facenet-vggface2", "facenet-casia"] | None = Field(
-        None, description="face embedder (default: facenet-vggface2 when cached, else "
-        "dlib-resnet)")
+    embedder: str | None = Field(
+        None, description=f"face embedder: {', '.join(EMBEDDERS)} (default: {PREFERRED} when "
+        f"cached, else {OFFLINE})")
     weights: Path | None = Field(None, description="local weights file for the embedder")
     allow_download: bool = Field(False, description="let facenet weights be downloaded")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
@@ -140,6 +141,13 @@ class EngineSettings(_Strict):
                                     "(null: the embedder's calibrated one)")
     max_batch_frames: int = Field(8, ge=1, le=64, description="frames batched through the "
                                   "models at once, across cameras")
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder(cls, name: str | None) -> str | None:
+        if name is not None and name not in EMBEDDERS:
+            raise ValueError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
+        return name
 
 
 class GallerySettings(_Strict):

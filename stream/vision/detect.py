@@ -32,7 +32,14 @@ _CELL = 12
 
 
 class FaceDetector(Protocol):
-    """Finds faces in a batch of same-sized images."""
+    """Finds faces in a batch of same-sized images.
+
+    The seam between :class:`~stream.vision.executor.VisionWorker` and a detector;
+    :class:`MtcnnDetector` is the one there is.
+    """
+
+    # The width it detects at (``None``: full frames), so decoders can make it small copies.
+    detect_width: int | None
 
     def detect(self, images: torch.Tensor, *, source_width: int | None = None) -> list[Faces]:
         """One :class:`Faces` per image of ``images`` (B, 3, H, W) float 0..255, in the pixels of

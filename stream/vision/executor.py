@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from stream.types import Faces, FloatArray, Frame
-from stream.vision.detect import MtcnnDetector
-from stream.vision.embed import Embedder, load_embedder
+from stream.vision.detect import FaceDetector, MtcnnDetector
+from stream.vision.embed import Embedder
+from stream.vision.embedders import OFFLINE, load_embedder
 
 SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
@@ -90,17 +91,21 @@ class VisionWorker:
     """Detects, embeds and grades the faces of batches of frames.
 
     Call it from one thread only: that thread owns the models and the device.
+    ``embedder`` is a name from :data:`~stream.vision.embedders.EMBEDDERS`; ``detector`` any
+    :class:`~stream.vision.detect.FaceDetector` (default: MTCNN at ``detect_width``, looking for
+    faces of the gate's ``min_face_px``).
     """
 
-    def __init__(self, *, embedder: str = "dlib-resnet", device: torch.device | None = None,
+    def __init__(self, *, embedder: str = OFFLINE, device: torch.device | None = None,
                  detect_width: int | None = 640, gate: QualityGate | None = None,
-                 weights: Path | None = None, allow_download: bool = False) -> None:
+                 weights: Path | None = None, allow_download: bool = False,
+                 detector: FaceDetector | None = None) -> None:
         self.device = device or pick_device()
         self.gate = gate or QualityGate()
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
-        self.detector = MtcnnDetector(self.device, detect_width=detect_width,
-                                      min_face_px=self.gate.min_face_px)
+        self.detector: FaceDetector = detector or MtcnnDetector(
+            self.device, detect_width=detect_width, min_face_px=self.gate.min_face_px)
         self._laplacian = _LAPLACIAN.to(self.device)
 
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,

@@ -22,7 +22,6 @@ from stream.errors import ModelError
 
 FACE_API_PACKAGE = "@vladmandic/face-api@1.7.15"
 FACE_API_TARBALL_SHA256 = "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031"
-EMBEDDERS = ("dlib-resnet", "facenet-vggface2", "facenet-casia")  # the face embedders there are
 FACENET_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 
 

@@ -13,7 +13,9 @@ from PIL import Image
 from stream.errors import ModelError
 from stream.vision import models
 from stream.vision.detect import MtcnnDetector
-from stream.vision.embed import FacenetEmbedder, embed, load_embedder
+from stream.vision.embed import embed
+from stream.vision.embedders import load_embedder
+from stream.vision.embedders.facenet import FacenetEmbedder
 
 CPU = torch.device("cpu")
 # (photo, face box centre) of faces whose identity was checked by eye; "A" is in two photos.
@@ -65,11 +67,12 @@ def test_facenet_loads_local_weights_and_embeds(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("FACESTREAM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(ModelError, match="--allow-download"):
-        FacenetEmbedder("facenet-vggface2", CPU)
+        load_embedder("facenet-vggface2", CPU)
     weights = tmp_path / "random.pt"
     torch.manual_seed(0)
     torch.save(InceptionResnetV1(pretrained=None).state_dict(), weights)
-    embedder = FacenetEmbedder("facenet-vggface2", CPU, weights)
+    embedder = load_embedder("facenet-vggface2", CPU, weights=weights)
+    assert isinstance(embedder, FacenetEmbedder) and embedder.dim == 512
     chips = torch.rand(2, 3, 160, 160) * 255
     vectors = embedder.embed_chips(chips)
     assert vectors.shape == (2, 512)
@@ -79,4 +82,4 @@ def test_facenet_loads_local_weights_and_embeds(tmp_path: Path, monkeypatch: pyt
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not torch")
     with pytest.raises(ModelError, match="not a torch state dict"):
-        FacenetEmbedder("facenet-casia", CPU, bad)
+        load_embedder("facenet-casia", CPU, weights=bad)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,12 @@ def test_fetch_refuses_a_wrong_file_and_verify_catches_damage(
     stored.write_bytes(b"damaged")
     assert main(["models", "verify", "facenet-casia"]) == 1
     assert "does not match its sha256" in capsys.readouterr().out
+
+
+def test_the_parser_offers_the_registered_embedders_without_torch() -> None:
+    code = ("import sys; from stream.cli import build_parser; "
+            "build_parser().parse_args(['analyze', 'v.mp4', '--out', 'o', "
+            "'--embedder', 'facenet-casia']); print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout == "False\n"

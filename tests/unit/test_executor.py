@@ -1,11 +1,17 @@
-"""Frame preparation and the quality gate's relative sharpness."""
+"""Frame preparation, the quality gate's relative sharpness, and the worker's detector seam."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from stream.vision.executor import SharpnessBaseline, apply_gain, exposure_gains
+from stream.types import Faces, Frame
+from stream.vision.executor import (
+    SharpnessBaseline,
+    VisionWorker,
+    apply_gain,
+    exposure_gains,
+)
 
 
 def test_dark_frames_are_brightened_and_normal_ones_kept() -> None:
@@ -24,3 +30,32 @@ def test_sharpness_baseline_is_a_running_median() -> None:
     assert baseline.update(np.zeros(0, np.float32)) == 0.0
     assert baseline.update(np.array([1, 2, 3], np.float32)) == 2.0
     assert baseline.update(np.array([10, 10, 10], np.float32)) == 10.0  # window of 4: 3,10,10,10
+
+
+class OneBoxDetector:
+    """A :class:`~stream.vision.detect.FaceDetector` that finds the same face in every image."""
+
+    detect_width: int | None = None
+
+    def __init__(self, faces: Faces) -> None:
+        self.faces = faces
+
+    def detect(self, images: torch.Tensor, *, source_width: int | None = None) -> list[Faces]:
+        return [self.faces for _ in range(images.shape[0])]
+
+
+def test_the_worker_embeds_and_grades_what_its_detector_finds(weights: None) -> None:
+    box = np.array([[40, 40, 140, 140]], np.float32)
+    landmarks = np.array([[[70, 75], [110, 75], [90, 95], [73, 118], [107, 118]]], np.float32)
+    faces = Faces(box, np.array([0.99], np.float32), landmarks)
+    worker = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"),
+                          detector=OneBoxDetector(faces))
+    flat = Frame(0, 0.0, np.full((180, 180, 3), 128, np.uint8))
+    textured = Frame(1, 0.1, np.random.default_rng(0).integers(0, 256, (180, 180, 3), np.uint8))
+    blurred, sharp = worker.process([flat, textured])
+    for found in (blurred, sharp):
+        assert np.array_equal(found.faces.boxes, box) and found.embedded.tolist() == [True]
+        assert found.embeddings.shape == (1, 128)
+        assert np.isclose(np.linalg.norm(found.embeddings[0]), 1.0, atol=1e-4)
+    assert blurred.sharpness[0] < 1e-6 and blurred.good.tolist() == [False]
+    assert sharp.sharpness[0] > 100 and sharp.good.tolist() == [True]

@@ -1,13 +1,20 @@
-"""The model registry: verification, refusing mismatches, trust-on-first-use hashes."""
+"""The model registries: weights (verification, refusing mismatches, trust-on-first-use hashes)
+and embedders (names without torch, the default rule)."""
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
+from pydantic import ValidationError
 
+from stream.config import EngineSettings
 from stream.errors import ModelError
-from stream.vision import models
+from stream.vision import embedders, models
 
 
 @pytest.fixture
@@ -44,3 +51,37 @@ def test_a_tarball_with_the_wrong_hash_is_refused(home: Path, tmp_path: Path) ->
     with pytest.raises(ModelError, match="sha256 mismatch"):
         models.fetch("dlib-resnet", source=fake)
     assert not models.is_ready("dlib-resnet")
+
+
+def test_the_embedder_registry_imports_no_torch() -> None:
+    # A fresh interpreter: this one has torch already. The CLI builds its parser from these.
+    code = ("import sys, stream.vision.embedders, stream.vision.models, stream.config; "
+            "print('torch' in sys.modules, sorted(stream.vision.embedders.EMBEDDERS))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split(None, 1) == [
+        "False", "['dlib-resnet', 'facenet-casia', 'facenet-vggface2']\n"]
+
+
+def test_every_embedder_names_its_weights_and_a_class_that_exists() -> None:
+    for spec in embedders.EMBEDDERS.values():
+        assert spec.weights.name == spec.model and spec.weights.files
+        module, _, attribute = spec.factory.partition(":")
+        assert module.startswith("stream.vision.embedders.")
+        assert callable(getattr(importlib.import_module(module), attribute))
+
+
+def test_unknown_embedder_is_a_clear_error_in_code_and_config() -> None:
+    with pytest.raises(ModelError, match="choose one of dlib-resnet, facenet-vggface2"):
+        embedders.load_embedder("nope", torch.device("cpu"))
+    with pytest.raises(ValidationError, match="unknown embedder 'nope'; choose one of dlib-resnet"):
+        EngineSettings(embedder="nope")
+    assert EngineSettings(embedder="facenet-casia").embedder == "facenet-casia"
+
+
+def test_default_embedder_is_facenet_once_its_weights_are_cached(home: Path) -> None:
+    assert embedders.default_embedder_name() == "dlib-resnet"
+    facenet = models.spec("facenet-vggface2")
+    facenet.directory.mkdir(parents=True)
+    facenet.path(facenet.files[0].name).write_bytes(b"weights")
+    assert embedders.default_embedder_name() == "facenet-vggface2"
