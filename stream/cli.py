@@ -297,7 +297,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from stream.identity import operations
+    from stream import gallery_admin
     from stream.identity.gallery import open_gallery
     from stream.identity.store import recorded_embedder
     from stream.vision.embed import default_embedder_name
@@ -310,16 +310,16 @@ def _enroll(args: argparse.Namespace) -> int:
     gallery = open_gallery(args.gallery, dim=worker.embedder.dim, embedder=worker.embedder.name,
                            version=worker.embedder.version)
     try:
-        event = operations.enroll(gallery, worker, args.photos, args.name, force=args.force)
+        event = gallery_admin.enroll(gallery, worker, args.photos, args.name, force=args.force)
     except StreamError:
         gallery.store.close()
         if new:  # leave no empty gallery behind a refused enrollment
             args.gallery.unlink(missing_ok=True)
         raise
     gallery.store.close()
-    log.info("%s enrolled in %s from %s", event["name"] or "a new person", args.gallery,
+    log.info("%s enrolled in %s from %s", event.name or "a new person", args.gallery,
              ", ".join(str(photo) for photo in args.photos))
-    print(event["person"])
+    print(event.person)
     return 0
 
 
@@ -344,11 +344,11 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def _gallery(args: argparse.Namespace) -> int:
-    from stream.identity import operations
+    from stream import gallery_admin
     from stream.identity.store import recorded_embedder
 
     if args.action != "reembed":
-        gallery = operations.open_file(args.path)
+        gallery = gallery_admin.open_file(args.path)
         try:
             _gallery_action(gallery, args)
         finally:
@@ -358,8 +358,8 @@ def _gallery(args: argparse.Namespace) -> int:
 
     recorded_embedder(args.path)  # a missing or damaged gallery is refused before loading models
     worker = VisionWorker(embedder=args.embedder, device=pick_device(args.device))
-    removed = operations.reembed(args.path, worker)
-    gallery = operations.open_file(args.path)
+    removed = gallery_admin.reembed(args.path, worker)
+    gallery = gallery_admin.open_file(args.path)
     kept = sum(record.exemplars for record in gallery.store.identities())
     gallery.store.close()
     print(f"{args.path}: {kept} exemplars re-embedded with {args.embedder}; {removed} removed "
@@ -393,13 +393,13 @@ def _print_person(gallery: Gallery, identity: int) -> None:
 def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
     import json
 
-    from stream.identity import operations
+    from stream import gallery_admin
 
     store, label = gallery.store, gallery.label
     if args.action == "list":
         records = store.identities()
         if args.json:
-            print(json.dumps(operations.list_people(gallery), indent=2))
+            print(json.dumps(gallery_admin.list_people(gallery), indent=2))
         elif not records:
             print(f"{args.path}: no one yet")
         else:
@@ -409,42 +409,42 @@ def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
     elif args.action == "show":
         identity = gallery.number(args.id)
         if args.json:
-            print(json.dumps(operations.show_person(gallery, identity), indent=2))
+            print(json.dumps(gallery_admin.show_person(gallery, identity), indent=2))
         else:
             _print_person(gallery, identity)
     elif args.action == "rename":
-        event = operations.rename(gallery, gallery.number(args.id), args.name)
-        print(f"{event['person']} is now {event['name']}")
+        event = gallery_admin.rename(gallery, gallery.number(args.id), args.name)
+        print(f"{event.person} is now {event.name}")
     elif args.action == "merge":
         keep, gone = gallery.number(args.keep), gallery.number(args.gone)
-        operations.merge(gallery, keep, gone)
+        gallery_admin.merge(gallery, keep, gone)
         record = store.identity(keep)
         print(f"{label(gone)} merged into {label(keep)}, who now has {record.exemplars} "
               f"exemplars and {record.appearances} appearances")
     elif args.action == "split":
-        event = operations.split(gallery, gallery.number(args.id), exemplars=args.exemplars,
-                                 appearances=args.appearances)
-        print(f"{event['new_person']} split off {event['person']}")
+        event = gallery_admin.split(gallery, gallery.number(args.id), exemplars=args.exemplars,
+                                    appearances=args.appearances)
+        print(f"{event.new_person} split off {event.person}")
     elif args.action in ("delete", "forget"):
         identity = gallery.number(args.id)
         record = store.identity(identity)
         who = label(identity) + (f" ({record.name})" if record.name else "")
         if args.action == "delete":
-            operations.delete(gallery, identity)
+            gallery_admin.delete(gallery, identity)
             print(f"deleted {who}")
         else:
-            operations.forget(gallery, identity)
+            gallery_admin.forget(gallery, identity)
             print(f"erased {who}: {record.exemplars} exemplars with their faces and "
                   f"{record.appearances} appearances; their space in {args.path} was "
                   "overwritten")
     elif args.action == "export":
-        operations.export_gallery(gallery, args.file)
+        gallery_admin.export_gallery(gallery, args.file)
         print(f"{_people(len(gallery))} exported to {args.file}")
     elif args.action == "import":
-        events = operations.import_gallery(gallery, args.file)
+        events = gallery_admin.import_gallery(gallery, args.file)
         for event in events:
-            name = f" ({event['name']})" if event["name"] else ""
-            print(f"{event['imported']}{name} of {args.file} is now {event['person']}")
+            name = f" ({event.name})" if event.name else ""
+            print(f"{event.imported}{name} of {args.file} is now {event.person}")
         print(f"{_people(len(events))} imported")
 
 

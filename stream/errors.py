@@ -5,7 +5,11 @@
     StreamError                 anything facestream reports to the user as one line
     ├── InputError              a video, photo or argument the user gave is unusable
     │   ├── DecodeError         the file is not a video, or no frame of it decodes
-    │   └── ConfigError         a configuration file or value is invalid (names the line)
+    │   ├── ConfigError         a configuration file or value is invalid (names the line)
+    │   └── GalleryError        the gallery cannot be used or refuses the change asked
+    │       ├── NotFoundError   no such person, exemplar or appearance in the gallery
+    │       └── ConflictError   the change contradicts the gallery's state (already known,
+    │                           merge with itself, the gallery is in use elsewhere)
     ├── OutputError             the output directory cannot be written
     └── ModelError              model weights are missing, corrupt or cannot be fetched
 
@@ -32,6 +36,18 @@ class DecodeError(InputError):
 
 class ConfigError(InputError):
     """A configuration file or value is invalid; the message names the file and line."""
+
+
+class GalleryError(InputError):
+    """The gallery cannot be used (damaged, another embedder) or refuses a change."""
+
+
+class NotFoundError(GalleryError):
+    """The person (or their exemplar or appearance) named is not in the gallery."""
+
+
+class ConflictError(GalleryError):
+    """The change asked contradicts the gallery as it is."""
 
 
 class OutputError(StreamError):

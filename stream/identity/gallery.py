@@ -14,7 +14,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from stream.identity.store import GalleryError, GalleryStore
+from stream.errors import GalleryError
+from stream.identity.store import GalleryStore
 from stream.types import FloatArray
 
 IN_MEMORY = Path(":memory:")

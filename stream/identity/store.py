@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from stream.errors import InputError
+from stream.errors import GalleryError
 from stream.types import FloatArray
 
 SCHEMA_VERSION = 1
@@ -55,10 +55,6 @@ CREATE TABLE IF NOT EXISTS rejections (
     vector BLOB NOT NULL
 );
 """
-
-
-class GalleryError(InputError):
-    """The gallery file cannot be used (damaged, another embedder, unknown identity)."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What a user can do to the gallery: the one set of operations behind ``facestream gallery``
-and the REST API. Each change returns the event that announces it (dashboards reconcile on
-``identity.*`` events).
+and the REST API. Each change returns the typed event that announces it (dashboards reconcile
+on ``identity.*`` events). Photos are decoded and models run here, not in ``stream.identity``.
 
 These run wherever the gallery is owned: in the CLI's process on a gallery file, or in the live
 service's model thread (see ``Engine.call``).
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import sqlite3
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -18,11 +19,21 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stream.codec import wall_time
+from stream.errors import GalleryError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import template
-from stream.identity.store import GalleryError, GalleryStore, recorded_embedder
+from stream.identity.store import GalleryStore, recorded_embedder
 from stream.imaging import face_crop, jpeg_bytes
-from stream.types import FloatArray, Frame, ImageArray
+from stream.types import (
+    FloatArray,
+    Frame,
+    IdentityCreated,
+    IdentityDeleted,
+    IdentityMerged,
+    IdentityRenamed,
+    IdentitySplit,
+    ImageArray,
+)
 
 if TYPE_CHECKING:
     from stream.vision.executor import VisionWorker
@@ -64,36 +75,36 @@ def thumbnail(gallery: Gallery, identity: int) -> bytes | None:
     return max(faces, key=lambda e: e.quality).face if faces else None
 
 
-def rename(gallery: Gallery, identity: int, name: str | None) -> Document:
+def rename(gallery: Gallery, identity: int, name: str | None) -> IdentityRenamed:
     """Give a person a name (or take it away with ``None``)."""
     name = _clean_name(name)
     gallery.store.rename(identity, name)
-    return {"type": "identity.renamed", "person": Gallery.label(identity), "name": name}
+    return IdentityRenamed(person=Gallery.label(identity), name=name, time=time.time())
 
 
-def merge(gallery: Gallery, keep: int, gone: int) -> Document:
+def merge(gallery: Gallery, keep: int, gone: int) -> IdentityMerged:
     """Make one person of two: ``gone``'s history moves to ``keep``."""
     gallery.merge(keep, gone)
-    return {"type": "identity.merged", "person": Gallery.label(keep),
-            "merged": Gallery.label(gone)}
+    return IdentityMerged(person=Gallery.label(keep), merged=Gallery.label(gone),
+                          time=time.time())
 
 
 def split(gallery: Gallery, identity: int, *, exemplars: list[int],
-          appearances: list[int]) -> Document:
+          appearances: list[int]) -> IdentitySplit:
     """Move chosen exemplars and appearances of a person to a new person."""
     new = gallery.split(identity, exemplars=exemplars, appearances=appearances)
-    return {"type": "identity.split", "person": Gallery.label(identity),
-            "new_person": Gallery.label(new), "exemplars": exemplars,
-            "appearances": appearances}
+    return IdentitySplit(person=Gallery.label(identity), new_person=Gallery.label(new),
+                         exemplars=tuple(exemplars), appearances=tuple(appearances),
+                         time=time.time())
 
 
-def delete(gallery: Gallery, identity: int) -> Document:
+def delete(gallery: Gallery, identity: int) -> IdentityDeleted:
     """Remove a person from the gallery (seen again, they get a new ID)."""
     gallery.forget(identity)
-    return {"type": "identity.deleted", "person": Gallery.label(identity), "forgotten": False}
+    return IdentityDeleted(person=Gallery.label(identity), forgotten=False, time=time.time())
 
 
-def forget(gallery: Gallery, identity: int) -> Document:
+def forget(gallery: Gallery, identity: int) -> IdentityDeleted:
     """Erase a person completely, for privacy requests: as :func:`delete`, and the freed pages
     of the file are overwritten, so their embeddings and faces cannot be recovered from it."""
     db = gallery.store.connection
@@ -104,7 +115,7 @@ def forget(gallery: Gallery, identity: int) -> Document:
         db.execute("VACUUM")
     finally:
         db.execute("PRAGMA secure_delete = OFF")
-    return {"type": "identity.deleted", "person": Gallery.label(identity), "forgotten": True}
+    return IdentityDeleted(person=Gallery.label(identity), forgotten=True, time=time.time())
 
 
 def _clean_name(name: str | None) -> str | None:
@@ -136,7 +147,7 @@ def open_file(path: Path) -> Gallery:
 
 
 def enroll(gallery: Gallery, worker: VisionWorker, photos: list[Path], name: str | None, *,
-           force: bool = False) -> Document:
+           force: bool = False) -> IdentityCreated:
     """A new person from photos of them, each holding exactly one good face: one exemplar per
     photo. Refused when the gallery knows the face already, unless ``force``."""
     name = _clean_name(name)
@@ -162,8 +173,8 @@ def enroll(gallery: Gallery, worker: VisionWorker, photos: list[Path], name: str
             gallery.store.add_exemplar(identity, vector, quality=quality,
                                        source=f"photo:{photo.name}", face=face)
     gallery.reload()
-    return {"type": "identity.created", "person": Gallery.label(identity), "name": name,
-            "exemplars": len(photos)}
+    return IdentityCreated(person=Gallery.label(identity), name=name, exemplars=len(photos),
+                           imported=None, time=time.time())
 
 
 def _rgb(source: Path | IO[bytes]) -> ImageArray:
@@ -206,7 +217,7 @@ def _photo_face(worker: VisionWorker, photo: Path) -> tuple[FloatArray, float, b
     return found.embeddings[0], float(found.quality[0]), jpeg_bytes(crop)
 
 
-def import_gallery(gallery: Gallery, path: Path) -> list[Document]:
+def import_gallery(gallery: Gallery, path: Path) -> list[IdentityCreated]:
     """Copy every person of the gallery file ``path`` into this gallery under new IDs, with
     their names, exemplars, faces, appearances and "not this person" marks."""
     if path.resolve() == gallery.store.path.resolve():
@@ -236,9 +247,9 @@ def import_gallery(gallery: Gallery, path: Path) -> list[Document]:
                 for identity, vector in rejections:
                     if identity == record.id:
                         gallery.store.add_rejection(new, vector)
-                events.append({"type": "identity.created", "person": Gallery.label(new),
-                               "name": record.name, "exemplars": record.exemplars,
-                               "imported": Gallery.label(record.id)})
+                events.append(IdentityCreated(
+                    person=Gallery.label(new), name=record.name, exemplars=record.exemplars,
+                    imported=Gallery.label(record.id), time=time.time()))
     finally:
         other.store.close()
     gallery.reload()
