@@ -13,7 +13,7 @@ DEMO_DIR := out/demo
 TEST_PACKAGES := mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad chromium
 
-.PHONY: setup models demo test lint typecheck unit bench clean demo-packages test-packages
+.PHONY: setup models demo test lint typecheck jstest unit bench clean demo-packages test-packages
 
 setup: $(STAMP)
 
@@ -56,8 +56,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The dashboard's pure modules (store, selectors, formatting), with Node's own test runner.
+jstest:
+	node --test tests/js/
+
 # pytest exits 5 when it collected no tests: that is a broken suite, not a pass.
-test: models test-packages lint typecheck
+test: models test-packages lint typecheck jstest
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 

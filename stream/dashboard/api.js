@@ -22,6 +22,11 @@ export function withToken(path, extra = {}) {
   return url;
 }
 
+/** The URL of a person's best face; `version` changes when their faces do. */
+export function thumbnailUrl(id, version) {
+  return withToken(`/api/persons/${encodeURIComponent(id)}/thumbnail.jpg`, { v: version }).href;
+}
+
 let asking = null;
 
 /** Shows the token form; resolves once a token was entered. */

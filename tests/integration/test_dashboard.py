@@ -105,10 +105,9 @@ def test_dashboard(demo_video: tuple[Path, GroundTruth], browser: Browser,
         for page in (laptop, phone):
             expect(page.locator(f'.person[data-person="{person}"] .name')).to_have_text(
                 NEW_NAME, timeout=10_000)
-        renamed = phone.evaluate(
-            """(person) => window.facestream.state.log.filter(
-                   (e) => e.type === "identity.renamed" && e.person === person)""", person)
-        assert renamed and renamed[-1]["name"] == NEW_NAME, renamed
+        renamed = phone.locator(f'#feed .event[data-type="identity.renamed"]'
+                                f'[data-event-person="{person}"]')
+        expect(renamed.first).to_contain_text(f"renamed “{NEW_NAME}”", timeout=10_000)
         expect(laptop.locator("#person-title")).to_contain_text(NEW_NAME, timeout=10_000)
         laptop.screenshot(path=str(tmp_path / "person.png"))
         laptop.keyboard.press("Escape")
@@ -150,17 +149,17 @@ def test_dashboard(demo_video: tuple[Path, GroundTruth], browser: Browser,
         expect(faces).to_have_count(json.loads(body)["exemplars"], timeout=15_000)
         faces.first.check()
         laptop.click("#split-button")
-        phone.wait_for_function(
-            """(person) => window.facestream.state.log.some(
-                   (e) => e.type === "identity.split" && e.person === person)""",
-            arg=person, timeout=10_000)
+        expect(phone.locator(f'#feed .event[data-type="identity.split"]'
+                             f'[data-event-person="{person}"]').first).to_be_attached(
+            timeout=10_000)
         laptop.keyboard.press("Escape")
         laptop.locator(f'.person[data-person="{grace_id}"]').click()
         laptop.click("#forget-button")
         expect(phone.locator(f'.person[data-person="{grace_id}"]')).to_have_count(0,
                                                                                  timeout=10_000)
         expect(laptop.locator("#person-dialog")).to_be_hidden()
-        kinds = {event["type"] for event in phone.evaluate("window.facestream.state.log")}
+        kinds = set(phone.locator("#feed .event").evaluate_all(
+            "(items) => items.map((item) => item.dataset.type)"))
         assert {"identity.created", "identity.merged", "identity.split",
                 "identity.deleted"} <= kinds, kinds
         assert not errors, errors
