@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr, ValidationError
 
 from stream import __version__
-from stream.errors import ConfigError, StreamError
+from stream.errors import ConfigError, InputError, StreamError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,6 +29,19 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def _analyze_fps(text: str) -> float:
+    value = _positive_float(text)
+    if value > 120:
+        raise argparse.ArgumentTypeError(f"must be at most 120, got {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text}")
+    return text
 
 
 def _width(text: str) -> int | None:
@@ -63,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="report the people in a video file")
     analyze.add_argument("video", type=Path, help="video file to analyse")
     analyze.add_argument("--out", type=Path, required=True, help="report directory")
-    analyze.add_argument("--sample-fps", type=_positive_float, default=10.0,
+    analyze.add_argument("--sample-fps", type=_analyze_fps, default=10.0,
                          help="frames analysed per second of video (default 10)")
     analyze.add_argument("--detect-width", type=_width, default=640,
                          help="width frames are scaled down to for detection, or 'full' "
@@ -79,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--threshold", type=_positive_float, default=None,
                          help="identity distance threshold (default: the embedder's calibrated "
                          "one)")
-    analyze.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    analyze.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
     analyze.add_argument("--gallery", type=Path, default=None,
                          help="gallery file: people keep their IDs across runs and cameras")
 
@@ -102,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--loop", action="store_true", default=None,
                      help="play files again from the start when they end")
     run.add_argument("--embedder", choices=EMBEDDERS, default=None)
-    run.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N")
     run.add_argument("--gallery", type=Path, default=None,
                      help="gallery file: people keep their IDs across runs and cameras")
 
@@ -132,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--embedder", choices=EMBEDDERS, default=None,
                         help="face embedder (default: the gallery's; for a new gallery as for "
                         "analyze)")
-    enroll.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    enroll.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
 
     gallery = commands.add_parser(
         "gallery", help="see and change the people of a gallery file",
@@ -168,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("file", type=Path, metavar="FILE")
     reembed = actions.add_parser("reembed", help="recompute the exemplars with another embedder")
     reembed.add_argument("--embedder", choices=EMBEDDERS, required=True)
-    reembed.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    reembed.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
     return parser
 
 
@@ -176,6 +190,15 @@ def _analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from stream.report import prepare_output
+    from stream.sources import probe
+
+    # Bad input is refused before the models' modules are imported: torch alone takes seconds.
+    probe(args.video)
+    prepare_output(args.out)
+    if args.weights is not None and not args.weights.is_file():
+        raise InputError(f"--weights {args.weights} is not a file; give the path of the "
+                         "weights file")
     from stream.pipeline.file import AnalyzeOptions, analyze_video
 
     options = AnalyzeOptions(sample_fps=args.sample_fps, detect_width=args.detect_width,
@@ -205,7 +228,6 @@ def _analyze(args: argparse.Namespace) -> int:
 def _run_config(args: argparse.Namespace) -> ServiceConfig:
     """The service configuration from a YAML file or source URLs, with the options on top."""
     import os
-    import re
 
     from stream.config import ServiceConfig, load_config
 
@@ -240,17 +262,31 @@ def _run_config(args: argparse.Namespace) -> ServiceConfig:
     try:
         return ServiceConfig.model_validate(document)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in error.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: "
+                             f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
         raise ConfigError(f"invalid arguments: {problems}") from None
+
+
+def _check_files(config: ServiceConfig) -> None:
+    """Refuse file sources that are missing or not videos (a live source may come later)."""
+    from stream.sources import probe, source_path
+
+    for camera in config.cameras:
+        if camera.kind == "file":
+            try:
+                probe(source_path(camera.url))
+            except InputError as error:
+                raise InputError(f"camera {camera.name}: {error}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from stream.service.app import serve
+    config = _run_config(args)
+    _check_files(config)
+    from stream.service.app import serve  # imports torch: only once the input is known good
 
-    asyncio.run(serve(_run_config(args)))
+    asyncio.run(serve(config))
     return 0
 
 
@@ -300,12 +336,19 @@ def _enroll(args: argparse.Namespace) -> int:
     from stream import gallery_admin
     from stream.identity.gallery import open_gallery
     from stream.identity.store import recorded_embedder
+
+    for photo in args.photos:  # bad paths are refused before torch is imported
+        try:
+            photo.open("rb").close()
+        except OSError as error:
+            raise InputError(f"{photo} cannot be read ({error.strerror or error}); give the "
+                             "path of a photo") from None
+    new = not args.gallery.exists()
+    recorded = None if new or args.embedder else recorded_embedder(args.gallery)[0]
     from stream.vision.embed import default_embedder_name
     from stream.vision.executor import VisionWorker, pick_device
 
-    new = not args.gallery.exists()
-    embedder = args.embedder or (default_embedder_name() if new
-                                 else recorded_embedder(args.gallery)[0])
+    embedder = args.embedder or recorded or default_embedder_name()
     worker = VisionWorker(embedder=embedder, device=pick_device(args.device))
     gallery = open_gallery(args.gallery, dim=worker.embedder.dim, embedder=worker.embedder.name,
                            version=worker.embedder.version)
@@ -354,9 +397,9 @@ def _gallery(args: argparse.Namespace) -> int:
         finally:
             gallery.store.close()
         return 0
+    recorded_embedder(args.path)  # a missing or damaged gallery is refused before loading models
     from stream.vision.executor import VisionWorker, pick_device
 
-    recorded_embedder(args.path)  # a missing or damaged gallery is refused before loading models
     worker = VisionWorker(embedder=args.embedder, device=pick_device(args.device))
     removed = gallery_admin.reembed(args.path, worker)
     gallery = gallery_admin.open_file(args.path)

@@ -73,6 +73,11 @@ def probe(path: Path) -> VideoInfo:
                           "give a video file (mp4, mkv, avi, …)") from error
 
 
+def source_path(url: str) -> Path:
+    """The path a file source's ``url`` names (a plain path or a ``file:`` URL)."""
+    return Path(urlsplit(url).path) if url.lower().startswith("file:") else Path(url)
+
+
 def detect_size(width: int, height: int, detect_width: int | None) -> tuple[int, int] | None:
     """The size of the detector's copy of a ``width`` x ``height`` frame, or ``None`` when the
     frame is not wider than ``detect_width`` (it is used as it is)."""
@@ -321,8 +326,7 @@ class Camera:
     # Files
 
     def _play_file(self) -> None:
-        url = self.config.url
-        path = Path(urlsplit(url).path) if url.lower().startswith("file:") else Path(url)
+        path = source_path(self.config.url)
         try:
             info = probe(path)
         except InputError as error:
