@@ -48,8 +48,15 @@ class FirstMatchAssigner:
             tracks.append(track)
         return tracks, tracks
 
+    @property
+    def highest(self) -> int:
+        return len(self.people)
+
     def finish(self) -> list[Track]:
         return []
+
+    def active_tracks(self) -> list[Track]:
+        return []  # every face is a track of its own, decided at once
 
     def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
         return np.zeros(len(boxes), np.bool_)  # the seed embedded every face

@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="play files at their own frame rate (default: yes)")
     run.add_argument("--loop", action="store_true", default=None,
                      help="play files again from the start when they end")
+    run.add_argument("--drop", action=argparse.BooleanOptionalAction, default=None,
+                     help="replace a frame the models have not taken by a newer one (default: "
+                     "yes; --no-drop, files only: analyse every sampled frame, as analyze does)")
     run.add_argument("--embedder", choices=EMBEDDERS, default=None)
     run.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N")
     run.add_argument("--gallery", type=Path, default=None,
@@ -241,7 +244,7 @@ def _run_config(args: argparse.Namespace) -> ServiceConfig:
             cameras.append({"name": name, "url": url})
         document = {"cameras": cameras}
     for camera in document["cameras"]:
-        for key in ("sample_fps", "realtime", "loop"):
+        for key in ("sample_fps", "realtime", "loop", "drop"):
             if getattr(args, key) is not None:
                 camera[key] = getattr(args, key)
     server = document.setdefault("server", {})

@@ -13,7 +13,6 @@ import json
 import time
 import types
 import typing
-from functools import cache
 from typing import Any
 
 from stream.imaging import square_jpeg
@@ -39,10 +38,12 @@ def _wire(hint: Any) -> Wire | None:
     return None
 
 
-@cache
 def _fields(kind: type[Any]) -> tuple[tuple[str, Wire | None], ...]:
     hints = typing.get_type_hints(kind, include_extras=True)
     return tuple((field.name, _wire(hints[field.name])) for field in dataclasses.fields(kind))
+
+
+_FIELDS = {kind: _fields(kind) for kind in EVENT_TYPES}  # name and wire form of each field
 
 
 class EventEncoder:
@@ -57,7 +58,7 @@ class EventEncoder:
         if event.seq:
             document["seq"] = event.seq
         document["type"] = event.kind
-        for name, wire in _fields(type(event)):
+        for name, wire in _FIELDS[type(event)]:
             if name == "seq":
                 continue
             value = getattr(event, name)

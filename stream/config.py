@@ -80,6 +80,9 @@ class CameraConfig(_Strict):
     realtime: bool = Field(True, description="files only: play at the file's own frame rate "
                            "(false: decode as fast as possible, newest frame wins)")
     loop: bool = Field(False, description="files only: start again at the end")
+    drop: bool = Field(True, description="a frame the models have not taken yet is replaced by "
+                       "a newer one (false, files only: the decoder waits for the models, so "
+                       "every sampled frame is analysed, as `facestream analyze` does)")
 
     @field_validator("name")
     @classmethod
@@ -98,6 +101,13 @@ class CameraConfig(_Strict):
     @property
     def kind(self) -> Literal["network", "webcam", "file"]:
         return source_kind(self.url)
+
+    @model_validator(mode="after")
+    def _lossless_files_only(self) -> CameraConfig:
+        if not self.drop and self.kind != "file":
+            raise ValueError(f"camera {self.name}: drop: false is for files only; a live source "
+                             "cannot wait for the models")
+        return self
 
 
 class _Retrying(_Strict):
@@ -140,7 +150,7 @@ class EngineSettings(_Strict):
     threshold: float | None = Field(None, gt=0, lt=2, description="identity distance threshold "
                                     "(null: the embedder's calibrated one)")
     max_batch_frames: int = Field(8, ge=1, le=64, description="frames batched through the "
-                                  "models at once, across cameras")
+                                  "models at once (across cameras when live)")
 
     @field_validator("embedder")
     @classmethod
@@ -162,8 +172,9 @@ class GallerySettings(_Strict):
 class EventSettings(_Strict):
     """When appearance events are sent."""
 
-    left_after_s: float = Field(3.0, gt=0, le=3600, description="a person not seen on a "
-                                "camera for this long has left it")
+    left_after_s: float = Field(1.5, gt=0, le=3600, description="a person not seen on a "
+                                "camera (or in a file) for this long has left it: shorter "
+                                "absences do not split an appearance")
     update_interval_s: float = Field(5.0, gt=0, le=3600, description="at most one "
                                      "person.updated per person and camera this often")
     thumbnail_px: int = Field(96, ge=32, le=512, description="side of event thumbnails")
@@ -240,6 +251,19 @@ class MqttSettings(_Retrying):
     @property
     def use_tls(self) -> bool:
         return self.tls is not None or urlsplit(self.url).scheme == "mqtts"
+
+
+class AnalyzeConfig(_Strict):
+    """Everything ``facestream analyze`` needs besides the video and the output directory: the
+    same engine, appearance and gallery settings as ``facestream run``."""
+
+    sample_fps: float | None = Field(10.0, gt=0, le=120, description="frames analysed per "
+                                     "second of video (null: every frame); a file is not "
+                                     "watched live, so it affords more than a camera's 5")
+    engine: EngineSettings = EngineSettings()
+    events: EventSettings = EventSettings()
+    gallery: GallerySettings | None = Field(None, description="null: identities live only as "
+                                            "long as the run")
 
 
 class ServiceConfig(_Strict):

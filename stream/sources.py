@@ -258,6 +258,7 @@ class Camera:
         self._frame_ready = frame_ready
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._taken = threading.Condition(self._lock)  # the slot was emptied
         self._slot: Frame | None = None
         self._started_at = 0.0
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}",
@@ -290,6 +291,7 @@ class Camera:
         """The newest sampled frame not taken yet, or ``None``; it is removed from the slot."""
         with self._lock:
             frame, self._slot = self._slot, None
+            self._taken.notify()
         return frame
 
     def _report(self, state: CameraState, reason: str | None = None,
@@ -304,6 +306,9 @@ class Camera:
 
     def _offer(self, frame: Frame) -> None:
         with self._lock:
+            # Lossless hand-off (files with drop: false): the decoder waits for the models.
+            while not self.config.drop and self._slot is not None and not self._stop.is_set():
+                self._taken.wait(POLL_S)
             if self._slot is not None:
                 self.stats.frames_dropped += 1
             self._slot = frame
@@ -355,6 +360,7 @@ class Camera:
         first_index = self.stats.frames_decoded
         started = time.monotonic()
         first_t: float | None = None
+        offered = False
         with closing(sampled_frames(info, self.config.sample_fps, played,
                                     detect_width=self.detect_width)) as frames:
             for frame in frames:
@@ -367,8 +373,11 @@ class Camera:
                         return
                 elif self._stop.is_set():
                     return
+                # A second pass starts the picture over: nothing continues across the loop.
                 self._offer(replace(frame, index=first_index + frame.index,
-                                    t=offset_t + frame.t, captured_at=time.time()))
+                                    t=offset_t + frame.t, captured_at=time.time(),
+                                    discontinuity=offset_t > 0 and not offered))
+                offered = True
         self.stats.frames_decoded = first_index + played.frames_decoded
 
     # Network streams and webcams
@@ -394,7 +403,7 @@ class Camera:
 
         Returns whether frames came and why the connection ended.
         """
-        delivered = False
+        delivered = offered = False
         sampler = Sampler(self.config.sample_fps)
         try:
             container = self._open()
@@ -411,7 +420,11 @@ class Camera:
                         self._report("streaming")
                     t = time.monotonic() - self._started_at
                     if sampler.due(t):
-                        self._offer(to_frame(frame, index, t, self.detect_width, time.time()))
+                        # After a reconnect the picture does not continue the one before.
+                        self._offer(replace(
+                            to_frame(frame, index, t, self.detect_width, time.time()),
+                            discontinuity=self.stats.reconnects > 0 and not offered))
+                        offered = True
         except (_SourceLostError, av.FFmpegError, OSError) as error:
             return delivered, _describe(error)
         return delivered, "the stream ended"

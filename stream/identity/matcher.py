@@ -161,6 +161,15 @@ class Identifier:
         self._open.extend(track for track in tracks if track not in self._open)
         return tracks, decided
 
+    @property
+    def highest(self) -> int:
+        """The highest identity number given out so far."""
+        return self.gallery.highest
+
+    def active_tracks(self) -> list[Track]:
+        """The tracks that may still continue."""
+        return self.tracker.active
+
     def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
         """Faces at time ``t`` that surely continue an identified track: no embedding needed."""
         return self.tracker.sure_continuations(t, boxes)

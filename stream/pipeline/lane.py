@@ -1,0 +1,183 @@
+"""The lane: what one camera or one video file goes through after the models, the same object in
+``facestream analyze`` and ``facestream run``.
+
+A lane takes each analysed frame with the faces the models found on it and runs the rest of the
+pipeline, in order: tracks and identity decisions (an :class:`IdentityAssigner`, the product's
+:class:`~stream.identity.matcher.Identifier`), the best face of each track, and appearances
+(:mod:`stream.pipeline.appearances`). It returns each face's track and the typed events that
+frame caused. It is synchronous and owns no thread: the file driver feeds it every sampled
+frame, the live engine the newest frame of its camera.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from stream.config import EventSettings
+from stream.identity.gallery import Gallery
+from stream.identity.matcher import Identifier, MatchSettings
+from stream.identity.track import Observation, Track
+from stream.imaging import face_crop, jpeg_bytes
+from stream.pipeline.appearances import Appearances, Sighting
+from stream.types import Event, Faces, FloatArray, Frame, ImageArray, PersonAppeared
+from stream.vision.executor import FrameFaces, SharpnessBaseline
+
+log = logging.getLogger(__name__)
+
+
+class IdentityAssigner(Protocol):
+    """What a lane needs of identity assignment (the product's :class:`Identifier`, or a
+    benchmark's baseline)."""
+
+    @property
+    def highest(self) -> int:
+        """The highest identity number given out so far (numbers only grow)."""
+        ...
+
+    def observe(self, t: float, observations: list[Observation]) -> tuple[list[Track],
+                                                                          list[Track]]:
+        """Add one frame's faces; returns each face's track and the tracks decided now."""
+        ...
+
+    def finish(self) -> list[Track]:
+        """End every track (end of input, or a discontinuity); returns those decided now."""
+        ...
+
+    def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
+        """Faces whose embedding the assigner does not need (they continue a known track)."""
+        ...
+
+    def active_tracks(self) -> list[Track]:
+        """The tracks that may still continue."""
+        ...
+
+
+@dataclass(frozen=True)
+class LaneStep:
+    """What one frame gave: the track of each face (in the order of the faces), and events."""
+
+    tracks: list[Track]
+    events: list[Event]
+
+
+def observations(result: FrameFaces) -> list[Observation]:
+    """The faces the models found on one frame, as the identity stage takes them."""
+    return [Observation(result.frame.index, result.frame.t, result.faces.boxes[i],
+                        float(result.faces.scores[i]),
+                        result.embeddings[i] if result.embedded[i] else None,
+                        float(result.quality[i]), bool(result.good[i]))
+            for i in range(len(result.faces))]
+
+
+class Lane:
+    """One camera's (or file's) tracks, identities and appearances.
+
+    ``name`` is the camera's name in events. Frames must come in time order; a frame marked
+    ``discontinuity`` ends every track first (nothing continues across a loop or reconnect).
+    """
+
+    def __init__(self, name: str, assigner: IdentityAssigner, events: EventSettings) -> None:
+        self.name = name
+        self.assigner = assigner
+        self.appearances = Appearances(name, events)
+        self.sharpness = SharpnessBaseline()
+        self.wall_offset = 0.0  # wall clock minus frame time, of the latest frame
+        self.last_t: float | None = None  # frame time of the latest frame
+        self._best: dict[int, tuple[float, ImageArray]] = {}  # track -> its best face
+
+    def skippable(self, frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
+        """Faces of ``frame`` that need no embedding (for the models' worker)."""
+        if frame.discontinuity:
+            return np.zeros(len(faces), np.bool_)
+        return self.assigner.skippable(frame.t, faces.boxes)
+
+    def take(self, result: FrameFaces, now: float) -> LaneStep:
+        """Run one analysed frame through tracks, identities and appearances; ``now`` is the
+        wall clock, for the events' ``time``."""
+        frame = result.frame
+        events: list[Event] = []
+        if frame.discontinuity:
+            events += self._decide_all(now)
+        if frame.captured_at is not None:
+            self.wall_offset = frame.captured_at - frame.t
+        self.last_t = frame.t
+        events += self.tick(frame.t, now)
+        highest = self.assigner.highest
+        tracks, decided = self.assigner.observe(frame.t, observations(result))
+        for i, track in enumerate(tracks):
+            quality = float(result.quality[i]) + (1.0 if result.good[i] else 0.0)
+            if quality > self._best.get(track.number, (-1.0, None))[0]:
+                self._best[track.number] = (quality, face_crop(frame.image,
+                                                               result.faces.boxes[i]))
+        # Tracks that ended undecided and were decided at their end: seen, and maybe gone.
+        seen = [track for track in decided if track not in tracks]
+        seen += [track for track in dict.fromkeys(tracks) if track.identity is not None]
+        for track in seen:
+            events += self._see(track, highest, now)
+        live = {track.number for track in tracks + self.assigner.active_tracks()}
+        self._best = {number: best for number, best in self._best.items() if number in live}
+        return LaneStep(tracks, events)
+
+    def tick(self, t: float, now: float) -> list[Event]:
+        """End the appearances not seen for ``left_after_s`` before frame time ``t``."""
+        undecided = [track.observations[0].t for track in self.assigner.active_tracks()
+                     if track.identity is None]
+        return self.appearances.expire(t, now, undecided_since=undecided)
+
+    def finish(self, now: float) -> list[Event]:
+        """End of input (the file ended, the camera stopped, the service stops): decide the
+        waiting tracks and close every appearance."""
+        events = self._decide_all(now)
+        events += self.appearances.close(now)
+        self._best.clear()
+        return events
+
+    def end(self, person: str, now: float) -> list[Event]:
+        """Close ``person``'s appearance (merged away, forgotten, or not them)."""
+        return self.appearances.end(person, now)
+
+    def face_jpeg(self, track: Track) -> bytes | None:
+        """The track's best face so far as JPEG, kept with the exemplars it gives."""
+        best = self._best.get(track.number)
+        return jpeg_bytes(best[1], quality=90) if best is not None else None
+
+    def _decide_all(self, now: float) -> list[Event]:
+        highest = self.assigner.highest
+        events: list[Event] = []
+        for track in self.assigner.finish():
+            if track.identity is not None and track.number in self._best:
+                events += self._see(track, highest, now)
+        return events
+
+    def _see(self, track: Track, highest: int, now: float) -> list[Event]:
+        """``highest``: the highest identity number before this frame; a higher one was created
+        for this track."""
+        assert track.identity is not None
+        last, first = track.last, track.observations[0]
+        quality, crop = self._best[track.number]
+        box = (float(last.box[0]), float(last.box[1]), float(last.box[2]), float(last.box[3]))
+        events = self.appearances.see(Sighting(
+            person=Gallery.label(track.identity), new=track.identity > highest,
+            frame_time=last.t, captured_at=last.t + self.wall_offset,
+            since_frame_time=first.t, since=first.t + self.wall_offset, box=box,
+            score=last.score, quality=quality, crop=crop), now)
+        for event in events:
+            if isinstance(event, PersonAppeared):
+                log.info("%s %s on %s at %.1f s", event.person,
+                         "appeared (new)" if event.new else "appeared", self.name, first.t)
+        return events
+
+
+def identifying_lane(name: str, gallery: Gallery, *, threshold: float, events: EventSettings,
+                     source: str) -> Lane:
+    """A lane deciding identities against ``gallery`` (the product's way). ``source`` (camera
+    or file) is recorded with each exemplar."""
+    identifier = Identifier(gallery, MatchSettings(threshold=threshold), source=source)
+    lane = Lane(name, identifier, events)
+    identifier.face_of = lane.face_jpeg
+    return lane

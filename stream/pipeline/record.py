@@ -1,0 +1,50 @@
+"""Appearances into the gallery: the one adapter that persists what the lanes decided, for the
+file driver and the live engine alike."""
+
+from __future__ import annotations
+
+from stream.identity.gallery import Gallery
+from stream.pipeline.appearances import OpenAppearance
+from stream.types import PersonLeft
+
+
+class AppearanceRecorder:
+    """Writes appearances to the gallery's store. ``wall_clock``: record wall-clock times (live
+    cameras); otherwise the times on the video's own timeline (files)."""
+
+    def __init__(self, gallery: Gallery, *, wall_clock: bool) -> None:
+        self.gallery = gallery
+        self.wall_clock = wall_clock
+        self._rows: dict[tuple[str, str], int] = {}  # open appearance -> its row
+
+    def save_open(self, opened: dict[str, list[OpenAppearance]]) -> None:
+        """Write how far the open appearances (by source) have got, so that a crash loses
+        only the last moments of them."""
+        store = self.gallery.store
+        with store.transaction():
+            for source, appearances in opened.items():
+                for appearance in appearances:
+                    identity = Gallery.number(appearance.person)
+                    if identity not in self.gallery:
+                        continue  # forgotten or merged meanwhile
+                    row = self._rows.get((source, appearance.person))
+                    if row is None:
+                        self._rows[source, appearance.person] = store.add_appearance(
+                            identity, source, appearance.start, appearance.last_seen)
+                    else:
+                        store.extend_appearance(row, appearance.last_seen)
+
+    def record(self, source: str, left: list[PersonLeft]) -> None:
+        """Write appearances that ended (extending their row when one was saved open)."""
+        if not left:
+            return
+        store = self.gallery.store
+        with store.transaction():
+            for event in left:
+                start, end = ((event.start, event.end) if self.wall_clock
+                              else (event.start_frame_time, event.end_frame_time))
+                row = self._rows.pop((source, event.person), None)
+                if row is not None:
+                    store.extend_appearance(row, end)
+                elif Gallery.number(event.person) in self.gallery:
+                    store.add_appearance(Gallery.number(event.person), source, start, end)
