@@ -149,6 +149,7 @@ class Scenario:
     phases: tuple[Phase, ...] = ()
     bars: tuple[Bar, ...] = ()
     seed: int = 0
+    cuts: tuple[float, ...] = ()  # shot cuts: the background changes at each of these times
 
 
 @dataclass(frozen=True)
@@ -503,7 +504,8 @@ def render(
         fps=fps or scenario.fps,
         crf=scenario.crf if crf is None else crf,
     )
-    background = _background(scenario.width, scenario.height, scenario.seed)
+    backgrounds = [_background(scenario.width, scenario.height, scenario.seed + shot)
+                   for shot in range(len(scenario.cuts) + 1)]
     frame_count = round(scenario.duration_s * scenario.fps)
     time_base = Fraction(1, scenario.fps)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -517,7 +519,8 @@ def render(
         stream.codec_context.options = {"crf": str(scenario.crf), "preset": DEFAULT_PRESET}
         for index in range(frame_count):
             t = index / scenario.fps
-            image, faces = _render_frame(scenario, background, t)
+            shot = sum(t >= cut for cut in scenario.cuts)
+            image, faces = _render_frame(scenario, backgrounds[shot], t)
             frames.append(FrameTruth(index, t, tuple(faces)))
             frame = av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")
             frame.pts = index
@@ -677,6 +680,7 @@ BENCHMARK_SCENARIOS: tuple[str, ...] = (
     "hard-dim",
     "hard-bar",
     "hard-compression",
+    "cuts",
 )
 
 
@@ -749,6 +753,22 @@ def scenarios() -> dict[str, Scenario]:
                 Actor("p12", (_span(3.0, 9.0, (0.5, 0.45, 0.12), (0.52, 0.5, 0.2)),)),
             ),
             seed=9,
+        ),
+        Scenario(
+            "cuts",
+            "three shots: p12 takes p03's place at the cut at 5 s, p03 is back in it at the cut "
+            "at 9.5 s; p17 stays on the right through both cuts",
+            14.0,
+            (
+                Actor("p03", (
+                    _span(0.0, 5.0, (0.25, 0.5, 0.2), (0.28, 0.48, 0.24)),
+                    _span(9.5, 14.0, (0.26, 0.5, 0.22), (0.24, 0.52, 0.18), sprite=1),
+                )),
+                Actor("p12", (_span(5.0, 9.5, (0.25, 0.5, 0.2), (0.27, 0.47, 0.23)),)),
+                Actor("p17", (_span(0.0, 14.0, (0.75, 0.5, 0.2), (0.72, 0.46, 0.24),
+                                    (0.76, 0.5, 0.18)),)),
+            ),
+            seed=12, cuts=(5.0, 9.5),
         ),
         Scenario(
             "speed",

@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -244,11 +245,15 @@ class Camera:
     Network streams and webcams are reconnected forever with capped, jittered exponential
     backoff; files play at their own rate (``realtime``) or as fast as they decode, and loop
     when asked. Changes of state go to ``on_status``, called from the camera's thread.
+
+    A file with ``drop: false`` is handed over losslessly instead: the decoder waits for the
+    models, and frames go in batches of ``batch`` consecutive frames, the batches
+    ``facestream analyze`` makes, so that both commands analyse a file alike.
     """
 
     def __init__(self, config: CameraConfig, settings: SourceSettings, *,
                  detect_width: int | None, on_status: Callable[[CameraStatus], None],
-                 frame_ready: threading.Event) -> None:
+                 frame_ready: threading.Event, batch: int = 1) -> None:
         self.name = config.name
         self.config = config
         self.settings = settings
@@ -258,8 +263,10 @@ class Camera:
         self._frame_ready = frame_ready
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._taken = threading.Condition(self._lock)  # the slot was emptied
-        self._slot: Frame | None = None
+        self._taken = threading.Condition(self._lock)  # frames were taken
+        self._frames: deque[Frame] = deque()
+        self._capacity = 1 if config.drop else batch
+        self._offered_all = False  # the thread will offer no more frames
         self._started_at = 0.0
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}",
                                         daemon=True)
@@ -284,18 +291,33 @@ class Camera:
 
     @property
     def waiting(self) -> bool:
-        """Whether a frame waits in the slot for the models."""
-        return self._slot is not None
+        """Whether a frame waits for the models."""
+        return bool(self._frames)
 
     def take(self) -> Frame | None:
-        """The newest sampled frame not taken yet, or ``None``; it is removed from the slot."""
+        """The oldest sampled frame not taken yet (when frames are dropped, the newest and only
+        one), or ``None``."""
         with self._lock:
-            frame, self._slot = self._slot, None
+            frame = self._frames.popleft() if self._frames else None
             self._taken.notify()
         return frame
 
+    def take_batch(self) -> list[Frame]:
+        """What the models analyse next: the newest frame; or, handed over losslessly, a whole
+        batch (the last frames once the source has ended), else nothing yet."""
+        with self._lock:
+            if len(self._frames) < self._capacity and not self._offered_all:
+                return []
+            frames = list(self._frames)
+            self._frames.clear()
+            self._taken.notify()
+        return frames
+
     def _report(self, state: CameraState, reason: str | None = None,
                 retry_in_s: float | None = None) -> None:
+        if state in ("stopped", "failed"):  # before it is seen: the frames left are the last
+            with self._lock:
+                self._offered_all = True
         self.stats.state, self.stats.reason = state, reason
         if state != "connecting":  # logged with its URL where it begins
             level = logging.WARNING if state in ("reconnecting", "failed") else logging.INFO
@@ -307,11 +329,13 @@ class Camera:
     def _offer(self, frame: Frame) -> None:
         with self._lock:
             # Lossless hand-off (files with drop: false): the decoder waits for the models.
-            while not self.config.drop and self._slot is not None and not self._stop.is_set():
+            while (not self.config.drop and len(self._frames) >= self._capacity
+                   and not self._stop.is_set()):
                 self._taken.wait(POLL_S)
-            if self._slot is not None:
+            if len(self._frames) >= self._capacity:
+                self._frames.popleft()
                 self.stats.frames_dropped += 1
-            self._slot = frame
+            self._frames.append(frame)
         self.stats.frames_sampled += 1
         self._frame_ready.set()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from stream.config import AnalyzeConfig
 from stream.errors import DecodeError
-from stream.identity.gallery import Gallery, open_gallery
+from stream.identity.gallery import Gallery
 from stream.identity.track import Track
 from stream.pipeline.lane import IdentityAssigner, Lane, identifying_lane
 from stream.pipeline.record import AppearanceRecorder
@@ -26,6 +26,7 @@ from stream.report import (
     write_report,
 )
 from stream.sources import DecodeStats, prefetch, probe, sampled_frames
+from stream.storage import open_gallery
 from stream.types import Event, FloatArray, Frame, PersonLeft
 from stream.vision.embed import default_embedder_name
 from stream.vision.executor import VisionWorker, pick_device

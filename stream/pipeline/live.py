@@ -220,10 +220,9 @@ class Engine:
                 continue
             # The state first: a camera offers its last frame before it says it has ended.
             ended = state.camera.stats.state in ENDED_STATES
-            frame = state.camera.take()
-            if frame is not None:
-                taken.append((state, frame))
-            elif ended:
+            frames = state.camera.take_batch()
+            taken += [(state, frame) for frame in frames]
+            if not frames and ended:
                 self._end(state)
         by_size: dict[tuple[int, ...], list[tuple[_Camera, Frame]]] = {}
         for state, frame in taken:
