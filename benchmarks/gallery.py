@@ -9,7 +9,7 @@ its centre (~0.2 from each other). A query track has 5 good faces ~0.25 from a c
 template lies ~0.2 from the nearest exemplar: a known person under the 0.325 threshold. An
 unknown face is a track around a fresh centre that is not in the gallery.
 
-For each size the gallery file is built in one transaction through :class:`GalleryStore`
+For each size the gallery file is built in one transaction through :class:`SQLiteStore`
 (``Gallery.create`` commits once per identity: 0.4-0.75 ms each, about a minute for 100k), then a
 fresh process opens it with :func:`open_gallery` (so its memory is not the builder's) and times
 ``search(query, 16)``, a full ``decide`` for known and unknown tracks, and, as the baselines,
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -37,10 +38,11 @@ from typing import ParamSpec, TypeVar
 import faiss
 import numpy as np
 
-from stream.identity.gallery import Gallery, open_gallery
+from stream.identity.gallery import Gallery
 from stream.identity.matcher import MatchSettings, Verdict, decide
-from stream.identity.store import GalleryStore
 from stream.identity.track import Observation, Track
+from stream.storage import open_gallery
+from stream.storage.sqlite import SQLiteStore
 from stream.types import FloatArray
 
 DIM = 128
@@ -85,7 +87,7 @@ def build(path: Path, count: int, exemplars: int, face_bytes: int, seed: int) ->
                       EXEMPLAR_RADIUS)
     face = bytes(face_bytes) if face_bytes else None
     start = time.perf_counter()
-    store = GalleryStore(path, embedder=EMBEDDER, version=VERSION, dim=DIM)
+    store = SQLiteStore(path, embedder=EMBEDDER, version=VERSION, dim=DIM)
     with store.transaction():
         for i in range(count):
             identity = store.create_identity()
@@ -134,7 +136,7 @@ def measure(path: Path, count: int, queries: int, seed: int) -> dict[str, str]:
     before, _ = memory_mib()
     open_ms, gallery = timed(open_gallery, path, dim=DIM, embedder=EMBEDDER, version=VERSION)
     after, peak = memory_mib()
-    check_ms, _ = timed(gallery.store.connection.execute, "PRAGMA quick_check")
+    check_ms, _ = timed(sqlite3.connect(path).execute, "PRAGMA quick_check")
     read_ms, rows = timed(gallery.store.exemplars)
     matrix = np.stack([row.vector for row in rows])
     owner = np.asarray([row.identity for row in rows])

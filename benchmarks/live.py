@@ -58,13 +58,13 @@ from stream.config import (
     SourceSettings,
 )
 from stream.pipeline.appearances import Event, wall_time
-from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings
 from stream.service.app import load_worker, serve, start_server
 from stream.service.bus import EventBus
 from stream.service.http import build_app
 from stream.service.metrics import Metrics
 from stream.sources import Camera
+from stream.storage import open_gallery
 from stream.types import Frame
 from stream.vision.executor import FrameFaces, SharpnessBaseline, SkipRule, VisionWorker
 
@@ -261,7 +261,8 @@ def run_fifo(video: Path, worker: TimedWorker, seconds: float) -> LiveRun:
 
 def _consume(camera: FifoCamera, worker: VisionWorker, end: float) -> None:
     embedder = worker.embedder
-    identifier = Identifier(Gallery(embedder.dim, embedder.name),
+    identifier = Identifier(open_gallery(None, dim=embedder.dim, embedder=embedder.name,
+                                         version=embedder.version),
                             MatchSettings(threshold=embedder.threshold))
     sharpness = SharpnessBaseline()
     while time.time() < end:

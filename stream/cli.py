@@ -337,8 +337,8 @@ def _models(args: argparse.Namespace) -> int:
 
 def _enroll(args: argparse.Namespace) -> int:
     from stream import gallery_admin
-    from stream.identity.gallery import open_gallery
-    from stream.identity.store import recorded_embedder
+    from stream.storage import open_gallery
+    from stream.storage.sqlite import recorded_embedder
 
     for photo in args.photos:  # bad paths are refused before torch is imported
         try:
@@ -391,7 +391,7 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 def _gallery(args: argparse.Namespace) -> int:
     from stream import gallery_admin
-    from stream.identity.store import recorded_embedder
+    from stream.storage.sqlite import recorded_embedder
 
     if args.action != "reembed":
         gallery = gallery_admin.open_file(args.path)
@@ -459,8 +459,8 @@ def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
         else:
             _print_person(gallery, identity)
     elif args.action == "rename":
-        event = gallery_admin.rename(gallery, gallery.number(args.id), args.name)
-        print(f"{event.person} is now {event.name}")
+        renamed = gallery_admin.rename(gallery, gallery.number(args.id), args.name)
+        print(f"{renamed.person} is now {renamed.name}")
     elif args.action == "merge":
         keep, gone = gallery.number(args.keep), gallery.number(args.gone)
         gallery_admin.merge(gallery, keep, gone)
@@ -468,9 +468,9 @@ def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
         print(f"{label(gone)} merged into {label(keep)}, who now has {record.exemplars} "
               f"exemplars and {record.appearances} appearances")
     elif args.action == "split":
-        event = gallery_admin.split(gallery, gallery.number(args.id), exemplars=args.exemplars,
+        split = gallery_admin.split(gallery, gallery.number(args.id), exemplars=args.exemplars,
                                     appearances=args.appearances)
-        print(f"{event.new_person} split off {event.person}")
+        print(f"{split.new_person} split off {split.person}")
     elif args.action in ("delete", "forget"):
         identity = gallery.number(args.id)
         record = store.identity(identity)
@@ -488,9 +488,9 @@ def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
         print(f"{_people(len(gallery))} exported to {args.file}")
     elif args.action == "import":
         events = gallery_admin.import_gallery(gallery, args.file)
-        for event in events:
-            name = f" ({event.name})" if event.name else ""
-            print(f"{event.imported}{name} of {args.file} is now {event.person}")
+        for created in events:
+            name = f" ({created.name})" if created.name else ""
+            print(f"{created.imported}{name} of {args.file} is now {created.person}")
         print(f"{_people(len(events))} imported")
 
 

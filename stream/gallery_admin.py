@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import sqlite3
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -19,11 +18,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stream.codec import wall_time
-from stream.errors import GalleryError
+from stream.errors import ConflictError, GalleryError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import template
-from stream.identity.store import GalleryStore, recorded_embedder
 from stream.imaging import face_crop, jpeg_bytes
+from stream.storage import GalleryStore, open_store
+from stream.storage.sqlite import recorded_embedder
 from stream.types import (
     FloatArray,
     Frame,
@@ -107,14 +107,7 @@ def delete(gallery: Gallery, identity: int) -> IdentityDeleted:
 def forget(gallery: Gallery, identity: int) -> IdentityDeleted:
     """Erase a person completely, for privacy requests: as :func:`delete`, and the freed pages
     of the file are overwritten, so their embeddings and faces cannot be recovered from it."""
-    db = gallery.store.connection
-    db.execute("PRAGMA secure_delete = ON")
-    try:
-        gallery.forget(identity)
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.execute("VACUUM")
-    finally:
-        db.execute("PRAGMA secure_delete = OFF")
+    gallery.forget(identity, erase=True)
     return IdentityDeleted(person=Gallery.label(identity), forgotten=True, time=time.time())
 
 
@@ -131,19 +124,14 @@ def export_gallery(gallery: Gallery, path: Path) -> None:
     """A consistent copy of the gallery file at ``path`` (a backup, or to import elsewhere)."""
     if path.exists():
         raise GalleryError(f"{path} exists; give a new file name for the export")
-    target = sqlite3.connect(path)
-    try:
-        gallery.store.connection.backup(target)
-    finally:
-        target.close()
+    gallery.store.backup(path)
 
 
 def open_file(path: Path) -> Gallery:
     """The existing gallery file ``path``, opened with the embedder it records (no model is
     loaded: for the changes that need none)."""
     embedder, version, dim = recorded_embedder(path)
-    store = GalleryStore(path, embedder=embedder, version=version, dim=dim, create=False)
-    return Gallery(dim, embedder, version=version, store=store)
+    return Gallery(open_store(path, embedder=embedder, version=version, dim=dim, create=False))
 
 
 def enroll(gallery: Gallery, worker: VisionWorker, photos: list[Path], name: str | None, *,
@@ -163,9 +151,9 @@ def enroll(gallery: Gallery, worker: VisionWorker, photos: list[Path], name: str
     if known >= 0 and distance < embedder.threshold and not force:
         who = gallery.store.identity(known).name
         label = Gallery.label(known) + (f" ({who})" if who else "")
-        raise GalleryError(f"this is already {label} (distance {distance:.2f}); rename "
-                           f"{Gallery.label(known)} instead, or enroll with --force to add a "
-                           "new person anyway")
+        raise ConflictError(f"this is already {label} (distance {distance:.2f}); rename "
+                            f"{Gallery.label(known)} instead, or enroll with --force to add a "
+                            "new person anyway")
     with gallery.store.transaction():
         identity = gallery.store.create_identity()
         gallery.store.rename(identity, name)
@@ -220,7 +208,7 @@ def _photo_face(worker: VisionWorker, photo: Path) -> tuple[FloatArray, float, b
 def import_gallery(gallery: Gallery, path: Path) -> list[IdentityCreated]:
     """Copy every person of the gallery file ``path`` into this gallery under new IDs, with
     their names, exemplars, faces, appearances and "not this person" marks."""
-    if path.resolve() == gallery.store.path.resolve():
+    if path.resolve() == Path(gallery.store.location).resolve():
         raise GalleryError(f"{path} is this gallery; give another gallery file to import")
     other = open_file(path)
     try:
@@ -322,8 +310,8 @@ def _require_unused(path: Path) -> None:
     # Closing the last connection removes the write-ahead log: one left means another process
     # has the gallery open.
     if Path(f"{path}-wal").exists():
-        raise GalleryError(f"the gallery {path} is open in another process (a running "
-                           "facestream?); stop it and try again")
+        raise ConflictError(f"the gallery {path} is open in another process (a running "
+                            "facestream?); stop it and try again")
 
 
 def _remove_database(path: Path) -> None:

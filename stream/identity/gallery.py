@@ -1,24 +1,25 @@
 """The gallery: identities, their exemplar embeddings, the FAISS index, and ID allocation.
 
-The gallery's truth is its :class:`GalleryStore` (a SQLite file with ``--gallery``, else one in
-memory); the FAISS index is rebuilt from it when the gallery opens and kept in step with every
-change after that.
+The gallery's truth is its store (a :class:`~stream.storage.base.GalleryStore`, given by the
+caller); the FAISS index is rebuilt from it when the gallery opens, kept in step with every
+change made through the gallery, and brought up to date with others' changes by
+:meth:`Gallery.refresh`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-from stream.errors import GalleryError
-from stream.identity.store import GalleryStore
+from stream.errors import ConflictError, GalleryError, NotFoundError
 from stream.types import FloatArray
 
-IN_MEMORY = Path(":memory:")
+if TYPE_CHECKING:
+    from stream.storage.base import GalleryStore
 
 
 @dataclass(frozen=True)
@@ -38,47 +39,76 @@ class Gallery:
     nearest sibling) makes way, so a person seen for a week keeps a varied, bounded set.
     """
 
-    def __init__(self, dim: int, embedder: str, *, version: str = "",
-                 store: GalleryStore | None = None, max_exemplars: int = 24,
+    def __init__(self, store: GalleryStore, *, max_exemplars: int = 24,
                  min_exemplar_distance: float = 0.08) -> None:
         if max_exemplars < 1:
             raise ValueError(f"max_exemplars must be at least 1, got {max_exemplars}")
-        self.dim = dim
-        self.embedder = embedder
+        self.store = store
+        self.dim = store.dim
+        self.embedder = store.embedder[0]
         self.max_exemplars = max_exemplars
         self.min_exemplar_distance = min_exemplar_distance
-        self.store = store or GalleryStore(IN_MEMORY, embedder=embedder, version=version,
-                                           dim=dim)
         # One query at a time gains nothing from threads, which only fight the models' threads
         # for the cores (measured: 5-100x slower searches with FAISS's default).
         faiss.omp_set_num_threads(1)
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
         self._owner: dict[int, int] = {}  # exemplar id -> identity
         self._members: dict[int, list[int]] = {}  # identity -> its exemplar ids
         self._quality: dict[int, float] = {}  # exemplar id -> quality
         self._rejected: dict[int, list[FloatArray]] = {}  # identity -> "not this person"
         self.highest = 0  # the highest identity number in use (IDs only grow)
+        self._token = 0  # how far the store's changes are reflected here
         self.reload()
 
     def reload(self) -> None:
         """Rebuild the index from the store."""
+        self._token = self.store.change_token()  # before reading: later changes come again
         self._index.reset()
         self._owner.clear()
         self._quality.clear()
         self._members = {identity: [] for identity in self.store.identity_ids()}
         self.highest = max(self._members, default=0)
-        ids, identities, vectors, qualities = self.store.index_rows()
-        if len(ids):
-            self._check(vectors)
-            self._index.add_with_ids(vectors, ids)
-        for exemplar, identity, quality in zip(ids.tolist(), identities.tolist(),
-                                               qualities.tolist(), strict=True):
+        rows = self.store.index_rows()
+        if len(rows.ids):
+            self._check(rows.vectors)
+            self._index.add_with_ids(rows.vectors, rows.ids)
+        for exemplar, identity, quality in zip(rows.ids.tolist(), rows.identities.tolist(),
+                                               rows.qualities.tolist(), strict=True):
             self._owner[exemplar] = identity
             self._members[identity].append(exemplar)
             self._quality[exemplar] = quality
         self._rejected = {}
         for identity, vector in self.store.rejections():
             self._rejected.setdefault(identity, []).append(vector)
+
+    def refresh(self) -> frozenset[int]:
+        """Bring the index up to date with the changes others (another process or machine
+        sharing the store) committed since the last reload or refresh; returns the identities
+        that changed (created, deleted, merged, split, renamed, exemplars or marks)."""
+        changes = self.store.changes_since(self._token)
+        if changes.identities is None:
+            before = set(self._members)
+            self.reload()
+            return frozenset(before | set(self._members))
+        self._token = changes.token
+        if not changes.identities:
+            return changes.identities
+        rejections = self.store.rejections()
+        for identity in changes.identities & self._members.keys():
+            self._drop(identity)  # all first: their exemplars may have moved between them
+        for identity in changes.identities:
+            try:
+                self.store.identity(identity)
+            except NotFoundError:
+                continue  # deleted, or merged into another
+            self._members[identity] = []
+            self.highest = max(self.highest, identity)
+            for exemplar in self.store.exemplars(identity):
+                self._index_exemplar(identity, exemplar.id, exemplar.vector, exemplar.quality)
+            marks = [vector for owner, vector in rejections if owner == identity]
+            if marks:
+                self._rejected[identity] = marks
+        return changes.identities
 
     def __len__(self) -> int:
         """The number of identities."""
@@ -137,13 +167,17 @@ class Gallery:
                 continue
             exemplar = self.store.add_exemplar(identity, vector, quality=quality, source=source,
                                                face=face)
-            self._index.add_with_ids(vector[None].astype(np.float32),
-                                     np.asarray([exemplar], np.int64))
-            self._owner[exemplar] = identity
-            self._members[identity].append(exemplar)
-            self._quality[exemplar] = quality
+            self._index_exemplar(identity, exemplar, vector, quality)
             added += 1
         return added
+
+    def _index_exemplar(self, identity: int, exemplar: int, vector: FloatArray,
+                        quality: float) -> None:
+        self._index.add_with_ids(vector[None].astype(np.float32),
+                                 np.asarray([exemplar], np.int64))
+        self._owner[exemplar] = identity
+        self._members[identity].append(exemplar)
+        self._quality[exemplar] = quality
 
     def _make_way(self, identity: int, vector: FloatArray, quality: float) -> bool:
         """Evict the identity's least useful exemplar if the new one is more useful."""
@@ -197,12 +231,9 @@ class Gallery:
         self._require(keep)
         self._require(gone)
         if keep == gone:
-            raise GalleryError(f"cannot merge {self.label(keep)} with itself; give two "
-                               "different people")
-        with self.store.transaction():
-            self.store.move_all(gone, keep)
-            self.store.seen(keep, self.store.identity(gone).last_seen)
-            self.store.delete_identity(gone)
+            raise ConflictError(f"cannot merge {self.label(keep)} with itself; give two "
+                                "different people")
+        self.store.merge(keep, gone)
         self._move(list(self._members[gone]), keep)
         del self._members[gone]
         self._rejected.setdefault(keep, []).extend(self._rejected.pop(gone, []))
@@ -221,19 +252,20 @@ class Gallery:
             raise GalleryError("give the exemplars or appearances to split off")
         if exemplars and len(exemplars) == len(own_exemplars):
             raise GalleryError(f"{self.label(identity)} must keep at least one exemplar")
-        with self.store.transaction():
-            new = self.store.create_identity()
-            self.store.move_exemplars(exemplars, new)
-            self.store.move_appearances(appearances, new)
+        new = self.store.split(identity, exemplars, appearances)
         self._members[new] = []
         self.highest = max(self.highest, new)
         self._move(exemplars, new)
         return new
 
-    def forget(self, identity: int) -> None:
-        """Erase a person completely: exemplars, faces, appearances, marks."""
+    def forget(self, identity: int, *, erase: bool = False) -> None:
+        """Remove a person completely: exemplars, faces, appearances, marks; with ``erase``,
+        the store also overwrites the space they took (see :meth:`GalleryStore.erase`)."""
         self._require(identity)
-        self.store.delete_identity(identity)
+        if erase:
+            self.store.erase(identity)
+        else:
+            self.store.delete_identity(identity)
         self._drop(identity)
 
     def retire(self, unseen_since: float) -> list[int]:
@@ -267,8 +299,8 @@ class Gallery:
 
     def _require(self, identity: int) -> None:
         if identity not in self._members:
-            raise GalleryError(f"there is no person {self.label(identity)} in the gallery; "
-                               f"`facestream gallery {self.store.path} list` shows who is")
+            raise NotFoundError(f"there is no person {self.label(identity)} in the gallery; "
+                                f"`facestream gallery {self.store.location} list` shows who is")
 
     def _vectors(self, identity: int) -> FloatArray:
         members = self._members.get(identity, [])
@@ -281,8 +313,3 @@ class Gallery:
             raise ValueError(f"the {self.embedder} gallery takes vectors of dimension {self.dim}, "
                              f"got shape {vectors.shape}")
 
-
-def open_gallery(path: Path | None, *, dim: int, embedder: str, version: str) -> Gallery:
-    """The gallery in ``path`` (created when missing), or one in memory for ``None``."""
-    store = GalleryStore(path or IN_MEMORY, embedder=embedder, version=version, dim=dim)
-    return Gallery(dim, embedder, version=version, store=store)

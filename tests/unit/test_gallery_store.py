@@ -3,15 +3,22 @@ another embedder, a damaged file."""
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stream.identity.gallery import Gallery, open_gallery
+from stream.errors import GalleryError, NotFoundError
+from stream.identity.gallery import Gallery
 from stream.identity.matcher import MatchSettings, Verdict, decide
-from stream.identity.store import GalleryError
-from tests.unit.test_identity import DIM, near, track_of
+from stream.storage import open_gallery
+from stream.storage import sqlite as sqlite_store
+from stream.storage.sqlite import SQLiteStore
+from tests.unit.test_identity import DIM, in_memory, near, track_of
 
 SETTINGS = MatchSettings(threshold=0.5, min_evidence=3, patience=8)
 
@@ -61,7 +68,7 @@ def test_a_damaged_file_is_a_clear_error_and_is_left_alone(tmp_path: Path) -> No
 
 
 def test_exemplars_are_bounded_keeping_the_useful_ones(tmp_path: Path) -> None:
-    gallery = Gallery(DIM, "test", max_exemplars=3)
+    gallery = in_memory(max_exemplars=3)
     person = gallery.create(np.stack([near(0, 0.8)]), quality=0.1)
     for _ in range(20):
         gallery.add_exemplars(person, np.stack([near(0, 0.8)]), quality=1.0)
@@ -116,9 +123,100 @@ def test_not_this_person_is_respected(tmp_path: Path) -> None:
 def test_retention_removes_only_unnamed_people_not_seen_lately(tmp_path: Path) -> None:
     gallery = opened(tmp_path / "gallery.db")
     old, named, recent = (gallery.create(np.stack([near(i)])) for i in range(3))
-    for identity in (old, named):
-        gallery.store.connection.execute("UPDATE identities SET last_seen = 1000 WHERE id = ?",
-                                         (identity,))
+    with closing(sqlite3.connect(tmp_path / "gallery.db")) as db, db:  # another connection
+        db.executemany("UPDATE identities SET last_seen = 1000 WHERE id = ?",
+                       [(old,), (named,)])
     gallery.store.rename(named, "Ada")
     assert gallery.retire(unseen_since=5000.0) == [old]
     assert old not in gallery and named in gallery and recent in gallery
+
+
+def test_another_store_on_the_file_learns_of_the_changes_once(tmp_path: Path) -> None:
+    path = tmp_path / "gallery.db"
+    ours, theirs = opened(path), opened(path)
+    ada = ours.create(np.stack([near(0)]))
+    assert theirs.refresh() == {ada}
+    assert decide(theirs, track_of(0, 3), SETTINGS, final=False, exclude=set()).identity == ada
+    assert theirs.refresh() == frozenset() and ours.refresh() == frozenset()  # no news twice
+
+    bob = theirs.create(np.stack([near(1)]))
+    assert ours.refresh() == {bob}
+    ours.merge(ada, bob)
+    assert theirs.refresh() == {ada, bob}
+    assert bob not in theirs
+    assert decide(theirs, track_of(1, 3), SETTINGS, final=False, exclude=set()).identity == ada
+    theirs.reject(ada, near(1))
+    assert ours.refresh() == {ada}
+    assert decide(ours, track_of(1, 3), SETTINGS, final=False,
+                  exclude=set()).verdict is Verdict.NEW
+    theirs.forget(ada)
+    assert ours.refresh() == {ada} and len(ours) == 0
+
+
+def test_changes_made_by_another_process_are_seen(tmp_path: Path) -> None:
+    path = tmp_path / "gallery.db"
+    ours = opened(path)
+    script = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from stream.storage import open_store\n"
+        f"store = open_store(Path(sys.argv[1]), embedder='test', version='1', dim={DIM})\n"
+        "identity = store.create_identity()\n"
+        "store.add_exemplar(identity, np.asarray(sys.argv[2:], np.float32), quality=1.0,"
+        " source='photo:x.jpg')\n"
+        "print(identity)\n")
+    face = near(2)
+    done = subprocess.run([sys.executable, "-c", script, str(path), *map(str, face.tolist())],
+                          capture_output=True, text=True, check=True)
+    created = int(done.stdout)
+    assert ours.refresh() == {created}
+    assert decide(ours, track_of(2, 3), SETTINGS, final=False,
+                  exclude=set()).identity == created
+
+
+def test_a_store_too_far_behind_reloads_everything(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store, "KEEP_CHANGES", 2)
+    monkeypatch.setattr(sqlite_store, "PRUNE_EVERY", 1)
+    path = tmp_path / "gallery.db"
+    ours, theirs = opened(path), opened(path)
+    gone = ours.create(np.stack([near(3)]))
+    assert theirs.refresh() == {gone}
+    people = [ours.create(np.stack([near(i)])) for i in range(3)]
+    ours.forget(gone)
+    assert theirs.refresh() == {gone, *people}  # the log no longer reaches back: all of it
+    assert gone not in theirs and len(theirs) == 3
+    found = theirs.search(np.stack([near(i) for i in range(3)]), 1)
+    assert found.identities[:, 0].tolist() == people
+
+
+def test_erase_leaves_nothing_of_the_person_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gallery.db"
+    store = SQLiteStore(path, embedder="test", version="1", dim=DIM)
+    kept, erased = store.create_identity(), store.create_identity()
+    kept_face, erased_face = b"KEPT" * 250, b"GONE" * 250
+    store.add_exemplar(kept, near(0), quality=1.0, source="photo:a.jpg", face=kept_face)
+    store.add_exemplar(erased, near(1), quality=1.0, source="photo:b.jpg", face=erased_face)
+    store.erase(erased)
+    with pytest.raises(NotFoundError, match="no person p2"):
+        store.erase(erased)
+    # while the store is open: a plain delete leaves the face in the write-ahead log
+    contents = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert kept_face in contents and erased_face not in contents
+    store.close()
+    store.close()  # closing twice is harmless
+
+
+def test_a_backup_is_the_whole_gallery_and_transactions_nest(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "gallery.db", embedder="test", version="1", dim=DIM)
+    ada = store.create_identity()
+    store.rename(ada, "Ada")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.create_identity()
+        with store.transaction():
+            store.add_exemplar(ada, near(0), quality=1.0, source="photo:a.jpg")
+        raise RuntimeError("all or nothing")
+    assert store.identity_ids() == [ada] and store.exemplars() == []
+    store.backup(tmp_path / "copy.db")
+    copy = opened(tmp_path / "copy.db")
+    assert [(r.id, r.name) for r in copy.store.identities()] == [(ada, "Ada")]

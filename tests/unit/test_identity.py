@@ -8,6 +8,7 @@ import pytest
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings, Verdict, decide
 from stream.identity.track import Observation, Track, Tracker, box_iou
+from stream.storage import open_store
 
 DIM = 16
 RNG = np.random.default_rng(7)
@@ -19,6 +20,12 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 CENTRES = unit(RNG.normal(size=(4, DIM)))  # four well-separated people
+
+
+def in_memory(max_exemplars: int = 24) -> Gallery:
+    """An empty gallery in memory."""
+    return Gallery(open_store(None, embedder="test", version="1", dim=DIM),
+                   max_exemplars=max_exemplars)
 
 
 def near(person: int, spread: float = 0.05) -> np.ndarray:
@@ -43,7 +50,7 @@ def test_box_iou() -> None:
 
 
 def test_gallery_allocates_ids_per_instance_and_skips_near_duplicates() -> None:
-    first, second = Gallery(DIM, "test"), Gallery(DIM, "test")
+    first, second = in_memory(), in_memory()
     one = first.create(np.stack([near(0), near(0, 0.001)]))
     assert one == 1 and second.create(np.stack([near(1)])) == 1
     assert first.exemplar_count(one) == 1  # the second vector was a near-duplicate
@@ -56,11 +63,11 @@ def test_gallery_allocates_ids_per_instance_and_skips_near_duplicates() -> None:
 
 def test_gallery_refuses_vectors_of_another_size() -> None:
     with pytest.raises(ValueError, match="dimension 16"):
-        Gallery(DIM, "test").create(np.zeros((1, 8), np.float32))
+        in_memory().create(np.zeros((1, 8), np.float32))
 
 
 def test_gallery_bounds_exemplars() -> None:
-    gallery = Gallery(DIM, "test", max_exemplars=3)
+    gallery = in_memory(max_exemplars=3)
     person = gallery.create(np.stack([near(0, 0.8) for _ in range(10)]))
     assert gallery.exemplar_count(person) == 3
 
@@ -69,7 +76,7 @@ SETTINGS = MatchSettings(threshold=0.5, min_evidence=3, patience=8)
 
 
 def test_decide_known_new_and_wait() -> None:
-    gallery = Gallery(DIM, "test")
+    gallery = in_memory()
     gallery.create(np.stack([near(0) for _ in range(3)]))
     known = decide(gallery, track_of(0, 3), SETTINGS, final=False, exclude=set())
     assert known.verdict is Verdict.KNOWN and known.identity == 1
@@ -82,14 +89,14 @@ def test_decide_known_new_and_wait() -> None:
 
 
 def test_decide_excludes_people_on_screen_at_the_same_time() -> None:
-    gallery = Gallery(DIM, "test")
+    gallery = in_memory()
     gallery.create(np.stack([near(0)]))
     decision = decide(gallery, track_of(0, 3), SETTINGS, final=False, exclude={1})
     assert decision.verdict is Verdict.NEW
 
 
 def test_decide_waits_in_the_uncertain_band_then_settles() -> None:
-    gallery = Gallery(DIM, "test")
+    gallery = in_memory()
     gallery.create(np.stack([CENTRES[0]]))
     # faces at distance 0.525 from person 1: between threshold 0.5 and 0.5 + band 0.06
     other = RNG.normal(size=DIM)
@@ -117,7 +124,7 @@ def test_tracker_links_by_overlap_and_embedding() -> None:
 
 
 def test_identifier_keeps_one_id_across_an_absence_and_separates_people() -> None:
-    identifier = Identifier(Gallery(DIM, "test"), SETTINGS, max_gap_s=0.5)
+    identifier = Identifier(in_memory(), SETTINGS, max_gap_s=0.5)
     labels: dict[int, set[int | None]] = {0: set(), 1: set()}
     frame = 0
     for _ in range(10):  # both on screen
