@@ -1,5 +1,11 @@
-"""``facestream run``: cameras, the model thread, the event bus, the HTTP server and MQTT, started
-and stopped in data-flow order."""
+"""``facestream run``: cameras, the model thread, the event bus, the sinks (WebSocket clients,
+MQTT) and the HTTP server, as one ``AsyncExitStack`` and one ``TaskGroup`` of named tasks.
+
+Resources are entered in the reverse of the shutdown order, so leaving the stack shuts down in
+data-flow order: stop the cameras; drain the model thread (it analyses what it took and emits
+``person.left`` for every open appearance) and publish what it handed over; close the gallery;
+flush the sinks; close the HTTP server.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +16,28 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Generator
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from stream.codec import EventEncoder
 from stream.config import ServerSettings, ServiceConfig, redact_url
 from stream.errors import InputError, StreamError
-from stream.pipeline.appearances import Event, status_event
-from stream.identity.gallery import open_gallery
-from stream.service.bus import EventBus
 from stream.pipeline.live import Engine
-from stream.service.http import build_app
+from stream.service.bus import EventBus
+from stream.service.http import Health, build_app
 from stream.service.metrics import Metrics
-from stream.service.mqtt import MqttPublisher
+from stream.service.sinks import build_sinks
 from stream.sources import Camera, CameraStatus
+from stream.storage import open_gallery
+from stream.types import CameraStatusChanged, Event
 from stream.vision.embed import default_embedder_name
 from stream.vision.executor import VisionWorker, pick_device
 
 log = logging.getLogger(__name__)
+ENGINE_JOIN_S = 30.0  # the model thread's last frames and appearances, at shutdown
+CAMERA_JOIN_S = 10.0
 
 
 class HttpServer(uvicorn.Server):
@@ -41,10 +49,11 @@ class HttpServer(uvicorn.Server):
 
 
 async def start_server(app: ASGIApp, settings: ServerSettings,
-                       listener: socket.socket | None = None
+                       listener: socket.socket | None = None, *,
+                       tasks: asyncio.TaskGroup | None = None
                        ) -> tuple[HttpServer, asyncio.Task[None], int]:
     """Serve ``app`` on uvicorn in this loop (on ``listener`` when given, bound with
-    :func:`listen`); returns the server, its task and its port.
+    :func:`listen`; in ``tasks`` when given); returns the server, its task and its port.
 
     Stop it with ``server.should_exit = True`` and await the task.
     """
@@ -55,7 +64,9 @@ async def start_server(app: ASGIApp, settings: ServerSettings,
         # a third of the fan-out throughput.
         ws_per_message_deflate=False))
     listener = listener or listen(settings.host, settings.port)
-    task = asyncio.create_task(server.serve(sockets=[listener]))
+    serving = server.serve(sockets=[listener])
+    task = (tasks.create_task(serving, name="http server") if tasks is not None
+            else asyncio.create_task(serving, name="http server"))
     while not server.started:
         if task.done():
             task.result()
@@ -107,20 +118,17 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     started = time.monotonic()
     listener = listen(config.server.host, config.server.port)
     metrics = Metrics()
+    bus = EventBus(config.events.replay, encoder=EventEncoder(config.events.thumbnail_px),
+                   metrics=metrics)
+    metrics.watch_queues(bus.depths)
 
-    def observe(event: Event) -> None:
-        metrics.events.labels(event["type"]).inc()
-        if "latency_ms" in event:
-            metrics.event_latency.observe(event["latency_ms"] / 1000)
-
-    bus = EventBus(config.events.replay, observe)
-
-    def emit(event: Event) -> None:  # from other threads
+    def emit(event: Event) -> None:  # from the model and camera threads
         loop.call_soon_threadsafe(bus.publish, event)
 
-    def on_status(status: CameraStatus) -> None:  # from the camera threads
-        emit(status_event(status.camera, status.state, status.reason, status.retry_in_s,
-                          time.time()))
+    def on_status(status: CameraStatus) -> None:
+        emit(CameraStatusChanged(camera=status.camera, status=status.state,
+                                 reason=status.reason, time=time.time(),
+                                 retry_in_s=status.retry_in_s))
 
     if worker is None:
         log.info("loading the models")
@@ -140,54 +148,69 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
                     events=config.events, emit=emit, metrics=metrics,
                     retention_days=config.gallery.retention_days if config.gallery else None)
 
-    def health() -> dict[str, Any]:
-        return {"status": "ok" if engine.error is None else "failing",
-                "uptime_s": round(time.monotonic() - started, 1),
-                "cameras": {camera.name: camera.stats.state for camera in cameras},
-                "identities": len(engine.gallery), "present": len(engine.appearances)}
+    def health() -> Health:
+        return Health(status="ok" if engine.error is None else "failing",
+                      uptime_s=round(time.monotonic() - started, 1),
+                      cameras={camera.name: camera.stats.state for camera in cameras},
+                      identities=len(engine.gallery), present=engine.present())
 
-    app, events_endpoint = build_app(bus, config.server, metrics,
-                                     replay_limit=config.events.replay, health=health,
-                                     engine=engine)
-    server, server_task, port = await start_server(app, config.server, listener)
-    engine.start()
-    base_url = f"http://{config.server.host}:{port}"
-    publisher = MqttPublisher(config.mqtt, bus) if config.mqtt is not None else None
-    mqtt_task = None
-    if publisher is not None:
-        mqtt_task = asyncio.create_task(publisher.run())
-        metrics.mqtt_connected.set_function(lambda: float(publisher.connected))
-    for camera in cameras:
-        camera.start()
-    log.info("listening on %s (events: ws://%s:%d/events); %d camera(s): %s", base_url,
-             config.server.host, port, len(cameras),
-             ", ".join(f"{c.name}={redact_url(c.url)}" for c in config.cameras))
-    if on_ready is not None:
-        on_ready(base_url)
-    try:
-        while not stop.is_set() and engine.is_alive():
-            if not any(camera.is_alive() for camera in cameras):
-                log.info("every camera has ended (files without --loop)")
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
-    finally:
+    app, events_socket = build_app(bus, config.server, metrics,
+                                   replay_limit=config.events.replay, health=health,
+                                   engine=engine)
+
+    @contextlib.asynccontextmanager
+    async def http_server(tasks: asyncio.TaskGroup) -> AsyncIterator[int]:
+        server, task, port = await start_server(app, config.server, listener, tasks=tasks)
+        try:
+            yield port
+        finally:
+            server.should_exit = True
+            await task
+
+    async def flush_events_socket() -> None:
+        log.info("flushing %d event(s) to WebSocket clients", events_socket.queued())
+        await events_socket.close()
+
+    def close_gallery() -> None:
+        if not engine.is_alive():  # else the thread still uses it (it is a daemon)
+            gallery.store.close()
+
+    async def drain_engine() -> None:
+        engine.stop()
+        await asyncio.to_thread(engine.join, ENGINE_JOIN_S)
+        await _handed_over(loop)
+
+    async def stop_cameras() -> None:
         log.info("shutting down: stopping the cameras")
         for camera in cameras:
             camera.stop()
         await asyncio.to_thread(_join_all, cameras)
-        engine.stop()
-        await asyncio.to_thread(engine.join, 30.0)
-        if not engine.is_alive():
-            gallery.store.close()
-        await asyncio.sleep(0.05)  # the events the threads handed over are published
-        log.info("flushing %d event(s) to clients", events_endpoint.queued())
-        await events_endpoint.close()
-        if publisher is not None and mqtt_task is not None:
-            await publisher.close()
-            await mqtt_task
-        server.should_exit = True
-        await server_task
+
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            port = await stack.enter_async_context(http_server(tasks))
+            stack.push_async_callback(flush_events_socket)
+            for sink in build_sinks(config, metrics):
+                # Subscribed before anything is published, so the sink misses nothing.
+                subscription = bus.subscribe(sink.queue, consumer=sink.consumer)
+                await stack.enter_async_context(sink)
+                tasks.create_task(sink.run(subscription), name=f"{sink.consumer} sink")
+            stack.callback(close_gallery)
+            stack.push_async_callback(drain_engine)
+            engine.start()
+            stack.push_async_callback(stop_cameras)
+            for camera in cameras:
+                camera.start()
+            base_url = f"http://{config.server.host}:{port}"
+            log.info("listening on %s (events: ws://%s:%d/events); %d camera(s): %s",
+                     base_url, config.server.host, port, len(cameras),
+                     ", ".join(f"{c.name}={redact_url(c.url)}" for c in config.cameras))
+            if on_ready is not None:
+                on_ready(base_url)
+            await _until_done(stop, engine, cameras)
+    except* StreamError as errors:  # raised inside the task group: report it plainly
+        raise errors.exceptions[0] from None
     if engine.error is not None:
         raise StreamError(f"the model thread failed: {engine.error}; run with --debug for "
                           "details")
@@ -198,6 +221,24 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     log.info("stopped")
 
 
+async def _until_done(stop: asyncio.Event, engine: Engine, cameras: list[Camera]) -> None:
+    """Until ``stop`` is set, the model thread ends, or every camera has ended."""
+    while not stop.is_set() and engine.is_alive():
+        if not any(camera.is_alive() for camera in cameras):
+            log.info("every camera has ended (files without --loop)")
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+async def _handed_over(loop: asyncio.AbstractEventLoop) -> None:
+    """Returns once the loop has run every callback other threads handed it before now (they
+    run in order): the events of threads that have ended are then published."""
+    done = loop.create_future()
+    loop.call_soon_threadsafe(done.set_result, None)
+    await done
+
+
 def _join_all(cameras: list[Camera]) -> None:
     for camera in cameras:
-        camera.join(10.0)
+        camera.join(CAMERA_JOIN_S)

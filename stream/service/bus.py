@@ -1,18 +1,35 @@
 """Fan-out of events to every consumer (WebSocket clients, MQTT), each with its own bounded queue.
 
 Call everything here from the event loop's thread. A consumer that falls behind loses its oldest
-events, never slows the publisher or the other consumers, and is told how many it lost.
+events, never slows the publisher or the other consumers, and is told how many it lost. Events
+stay typed up to the sinks; each is encoded to JSON once, here, for all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Callable, Iterable
+import dataclasses
+import json
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeVar
 
-from stream.pipeline.appearances import Event, wall_time
+from stream.codec import Document, EventEncoder
+from stream.service.metrics import Metrics
+from stream.types import Event, EventsDropped
 
-EVENT_SCHEMA = "facestream.event/1"
+E = TypeVar("E", bound=Event)
+ENCODED_CACHE = 1024  # events whose JSON is kept for the consumers still to be sent them
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An event's wire form: the JSON document and its text."""
+
+    document: Document
+    text: str
 
 
 class Subscription:
@@ -32,14 +49,15 @@ class Subscription:
         self.closed = False
 
     def wants(self, event: Event) -> bool:
-        return self.cameras is None or event.get("camera") in self.cameras
+        return self.cameras is None or getattr(event, "camera", None) in self.cameras
 
     def offer(self, event: Event) -> None:
-        """Queue ``event``; when full, the oldest queued event is dropped."""
+        """Queue ``event``; when full, the oldest queued event is dropped (and counted)."""
         if len(self._events) >= self._maxsize:
             self._events.popleft()
             self.dropped += 1
             self._unreported += 1
+            self._bus.count_drop(self.consumer)
         self._events.append(event)
         self._wakeup.set()
 
@@ -55,12 +73,15 @@ class Subscription:
         if self.closed and not self._events:
             raise EOFError("subscription closed")
         if self._unreported and not self._noticed:
-            notice = {"schema": EVENT_SCHEMA, "type": "events.dropped",
-                      "dropped": self._unreported, "time": wall_time()}
+            notice = EventsDropped(dropped=self._unreported, time=time.time())
             self._unreported, self._noticed = 0, True
             return notice
         self._noticed = False
         return self._events.popleft()
+
+    def encoded(self, event: Event) -> Encoded:
+        """The wire form of ``event`` (encoded once for every consumer)."""
+        return self._bus.encoded(event)
 
     def close(self) -> None:
         """Stop receiving; queued events can still be taken, then :meth:`get` raises EOFError."""
@@ -71,31 +92,52 @@ class Subscription:
 
 
 class EventBus:
-    """Stamps each event with the schema version and a per-process sequence number, keeps the
-    most recent ones for replay, and offers each to every matching subscription."""
+    """Stamps each event with a per-process sequence number, keeps the most recent ones for
+    replay, and offers each to every matching subscription.
 
-    def __init__(self, replay: int = 100,
-                 observe: Callable[[Event], None] | None = None) -> None:
-        """``observe`` sees every stamped event as it is published (for metrics)."""
-        self._observe = observe
-        self._recent: deque[Event] = deque(maxlen=replay or None) if replay else deque(maxlen=0)
+    With ``metrics``, counts events by type, their latency, and each consumer's drops.
+    """
+
+    def __init__(self, replay: int = 100, *, encoder: EventEncoder | None = None,
+                 metrics: Metrics | None = None) -> None:
+        self._encoder = encoder or EventEncoder()
+        self._metrics = metrics
+        self._recent: deque[Event] = deque(maxlen=replay)
         self._subscriptions: list[Subscription] = []
+        self._consumers: set[str] = set()
+        self._encoded: OrderedDict[int, Encoded] = OrderedDict()
         self._seq = 0
         self.published = 0
 
-    def publish(self, event: Event) -> Event:
-        """Stamp and deliver ``event`` (its fields other than ``schema`` and ``seq``)."""
+    def publish(self, event: E) -> E:
+        """Stamp ``event`` with the next ``seq`` and deliver it; returns the stamped event."""
         self._seq += 1
-        stamped = {"schema": EVENT_SCHEMA, "seq": self._seq, **event}
-        stamped.setdefault("time", wall_time())
+        stamped = dataclasses.replace(event, seq=self._seq)
         self._recent.append(stamped)
         self.published += 1
-        if self._observe is not None:
-            self._observe(stamped)
+        if self._metrics is not None:
+            self._metrics.events.labels(stamped.kind).inc()
+            latency_ms = getattr(stamped, "latency_ms", None)
+            if latency_ms is not None:
+                self._metrics.event_latency.observe(latency_ms / 1000)
         for subscription in self._subscriptions:
             if subscription.wants(stamped):
                 subscription.offer(stamped)
         return stamped
+
+    def encoded(self, event: Event) -> Encoded:
+        """The wire form of ``event``, cached by ``seq`` for the consumers still to send it
+        (an unstamped event, such as one consumer's loss notice, is encoded each time)."""
+        cached = self._encoded.get(event.seq) if event.seq else None
+        if cached is not None:
+            return cached
+        document = self._encoder.document(event)
+        encoded = Encoded(document, json.dumps(document))  # as EventEncoder.text writes it
+        if event.seq:
+            self._encoded[event.seq] = encoded
+            if len(self._encoded) > ENCODED_CACHE:
+                self._encoded.popitem(last=False)
+        return encoded
 
     def subscribe(self, maxsize: int, *, cameras: Iterable[str] | None = None,
                   replay: int = 0, consumer: str = "other") -> Subscription:
@@ -107,11 +149,27 @@ class EventBus:
             for event in recent[-replay:]:
                 subscription.offer(event)
         self._subscriptions.append(subscription)
+        if consumer not in self._consumers:
+            self._consumers.add(consumer)
+            if self._metrics is not None:
+                self._metrics.events_dropped.labels(consumer)  # exported from 0 on
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
+
+    def count_drop(self, consumer: str) -> None:
+        """One event lost by a consumer of kind ``consumer``."""
+        if self._metrics is not None:
+            self._metrics.events_dropped.labels(consumer).inc()
+
+    def depths(self) -> dict[str, int]:
+        """Events waiting, per kind of consumer that has subscribed so far."""
+        depths = dict.fromkeys(sorted(self._consumers), 0)
+        for subscription in self._subscriptions:
+            depths[subscription.consumer] += len(subscription)
+        return depths
 
     @property
     def subscriptions(self) -> list[Subscription]:

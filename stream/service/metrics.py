@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -44,6 +44,20 @@ class _CameraCollector(Collector):
         yield from (decoded, sampled, dropped, reconnects, waiting, state)
 
 
+class _QueueCollector(Collector):
+    """Reads the consumers' queue depths at scrape time."""
+
+    def __init__(self, depths: Callable[[], Mapping[str, int]]) -> None:
+        self._depths = depths
+
+    def collect(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("facestream_event_queue_depth", "Events waiting in consumer "
+                                  "queues", labels=["consumer"])
+        for consumer, waiting in self._depths().items():
+            depth.add_metric([consumer], float(waiting))
+        yield depth
+
+
 class Metrics:
     """Every metric the service exports."""
 
@@ -67,16 +81,18 @@ class Metrics:
             registry=r, buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0))
         self.ws_clients = Gauge("facestream_websocket_clients", "Connected WebSocket clients",
                                 registry=r)
-        self.ws_dropped = Counter("facestream_websocket_dropped", "Events dropped for slow "
-                                  "WebSocket clients", registry=r)
-        self.queue_depth = Gauge("facestream_event_queue_depth", "Events waiting in consumer "
-                                 "queues", ["consumer"], registry=r)
+        self.events_dropped = Counter("facestream_events_dropped", "Events a consumer lost "
+                                      "because it fell behind", ["consumer"], registry=r)
         self.mqtt_connected = Gauge("facestream_mqtt_connected", "1 while connected to the MQTT "
                                     "broker", registry=r)
 
     def watch_cameras(self, cameras: Callable[[], Sequence[Camera]]) -> None:
         """Export the cameras' counters and states."""
         self.registry.register(_CameraCollector(cameras))
+
+    def watch_queues(self, depths: Callable[[], Mapping[str, int]]) -> None:
+        """Export the events waiting in consumers' queues (``depths``: per consumer)."""
+        self.registry.register(_QueueCollector(depths))
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

@@ -1,4 +1,4 @@
-"""The MQTT publisher against a real mosquitto broker, watched by real MQTT subscribers.
+"""The MQTT sink against a real mosquitto broker, watched by real MQTT subscribers.
 
 Some steps call the blocking ``Broker.start()`` and open a ``Subscriber`` from inside the event
 loop on purpose: the publisher shares that loop, so it cannot send anything before the subscriber
@@ -8,6 +8,7 @@ is subscribed, and the subscriber cannot miss what is sent right after a (re)con
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import signal
 import subprocess
@@ -17,18 +18,37 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from stream.codec import Document, EventEncoder
 from stream.config import MqttSettings
-from stream.pipeline.appearances import Event, wall_time
+from stream.imaging import square_jpeg
 from stream.service.bus import EventBus
-from stream.service.mqtt import MqttPublisher
+from stream.service.sinks.mqtt import MqttSink
+from stream.types import (
+    CameraStatusChanged,
+    Event,
+    ImageArray,
+    PersonAppeared,
+    PersonLeft,
+    PersonUpdated,
+)
 from tests.fixtures.mosquitto import Broker, BrokerFactory, Subscriber, on_topic
 
 REPO = Path(__file__).resolve().parents[2]
-LOGGER = "stream.service.mqtt"
+LOGGER = "stream.service.sinks.mqtt"
 FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2}
-THUMBNAIL = "/9j/AAAA"
+FACE = np.full((40, 40, 3), 120, np.uint8)
+OTHER_FACE = np.full((40, 40, 3), 200, np.uint8)
+
+
+def base64_jpeg(face: ImageArray) -> str:
+    """A face as the wire shows it: a 96 x 96 JPEG, base64."""
+    return base64.b64encode(square_jpeg(face, 96)).decode("ascii")
+
+
+THUMBNAIL = base64_jpeg(FACE)
 
 
 def settings(broker: Broker, **overrides: Any) -> MqttSettings:
@@ -37,26 +57,40 @@ def settings(broker: Broker, **overrides: Any) -> MqttSettings:
                                         **overrides})
 
 
-def appeared(person: str, camera: str = "front", thumbnail: str = THUMBNAIL) -> Event:
-    return {"type": "person.appeared", "camera": camera, "person": person, "new": True,
-            "frame_time": 1.0, "captured_at": wall_time(), "box": [10.0, 20.0, 50.0, 80.0],
-            "score": 0.93, "thumbnail": thumbnail, "latency_ms": 41.5}
+def appeared(person: str, camera: str = "front") -> PersonAppeared:
+    now = time.time()
+    return PersonAppeared(camera=camera, person=person, new=True, frame_time=1.0,
+                          captured_at=now, time=now, box=(10.0, 20.0, 50.0, 80.0), score=0.93,
+                          thumbnail=FACE, latency_ms=41.5)
 
 
-def updated(person: str, camera: str = "front", thumbnail: str | None = None) -> Event:
-    return {"type": "person.updated", "camera": camera, "person": person, "frame_time": 2.0,
-            "captured_at": wall_time(), "box": [12.0, 21.0, 52.0, 81.0], "score": 0.95,
-            "thumbnail": thumbnail, "latency_ms": 38.0}
+def updated(person: str, camera: str = "front",
+            thumbnail: ImageArray | None = None) -> PersonUpdated:
+    now = time.time()
+    return PersonUpdated(camera=camera, person=person, frame_time=2.0, captured_at=now,
+                         time=now, box=(12.0, 21.0, 52.0, 81.0), score=0.95, thumbnail=thumbnail,
+                         latency_ms=38.0)
 
 
-def left(person: str, camera: str = "front") -> Event:
-    return {"type": "person.left", "camera": camera, "person": person,
-            "start": wall_time(time.time() - 5), "end": wall_time(time.time() - 3),
-            "duration_s": 2.0}
+def left(person: str, camera: str = "front", thumbnail: ImageArray = FACE) -> PersonLeft:
+    now = time.time()
+    return PersonLeft(camera=camera, person=person, start=now - 5, end=now - 3, duration_s=2.0,
+                      start_frame_time=1.0, end_frame_time=3.0, thumbnail=thumbnail,
+                      quality=1.4, time=now)
 
 
-def camera_status(camera: str, status: str) -> Event:
-    return {"type": "camera.status", "camera": camera, "status": status, "reason": None}
+def camera_status(camera: str, status: str) -> CameraStatusChanged:
+    return CameraStatusChanged(camera=camera, status=status, reason=None, time=time.time())
+
+
+def wire(event: Event) -> Document:
+    """The JSON document of ``event``, as every sink sends it."""
+    return EventEncoder().document(event)
+
+
+def start(sink: MqttSink, bus: EventBus) -> asyncio.Task[None]:
+    """Run ``sink`` on a new subscription to ``bus``, as the service does."""
+    return asyncio.create_task(sink.run(bus.subscribe(sink.queue, consumer=sink.consumer)))
 
 
 async def until(condition: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
@@ -79,38 +113,40 @@ def records(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[log
 def test_events_and_retained_person_states(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttPublisher(settings(mosquitto), bus)
+        publisher = MqttSink(settings(mosquitto))
         with Subscriber(mosquitto, "fs/#") as live:
-            task = asyncio.create_task(publisher.run())
+            task = start(publisher, bus)
             await live.wait_for_async(on_topic("fs/status", "online"))
             assert publisher.connected
-            sent = [bus.publish(appeared("p1")), bus.publish(updated("p1")),
-                    bus.publish(camera_status("back", "reconnecting"))]
+            sent: list[PersonAppeared | PersonUpdated | CameraStatusChanged] = [
+                bus.publish(appeared("p1")), bus.publish(updated("p1")),
+                bus.publish(camera_status("back", "reconnecting"))]
             for event in sent:
                 message = await live.wait_for_async(
-                    on_topic(f"fs/{event['camera']}/events", seq=event["seq"]))
-                assert message.json() == event
+                    on_topic(f"fs/{event.camera}/events", seq=event.seq))
+                assert message.json() == wire(event)
                 assert not message.retain
-            await live.wait_for_async(on_topic("fs/persons/p1", seq=sent[1]["seq"]))
+            await live.wait_for_async(on_topic("fs/persons/p1", seq=sent[1].seq))
 
             with Subscriber(mosquitto, "fs/#") as late:
                 state = await late.wait_for_async(on_topic("fs/persons/p1"))
                 status = await late.wait_for_async(on_topic("fs/status"))
             assert state.retain
             assert state.json() == {"person": "p1", "present": True, "camera": "front",
-                                    "last_event": "person.updated", "last_seen": sent[1]["time"],
-                                    "thumbnail": THUMBNAIL, "seq": sent[1]["seq"]}
+                                    "last_event": "person.updated",
+                                    "last_seen": wire(sent[1])["time"],
+                                    "thumbnail": THUMBNAIL, "seq": sent[1].seq}
             assert status.retain
             assert status.text == "online"
 
             gone = bus.publish(left("p1"))
-            await live.wait_for_async(on_topic("fs/persons/p1", seq=gone["seq"]))
+            await live.wait_for_async(on_topic("fs/persons/p1", seq=gone.seq))
             with Subscriber(mosquitto, "fs/persons/#") as late:
                 state = await late.wait_for_async(on_topic("fs/persons/p1"))
             assert state.retain
             assert state.json() == {"person": "p1", "present": False, "camera": "front",
-                                    "last_event": "person.left", "last_seen": gone["end"],
-                                    "thumbnail": THUMBNAIL, "seq": gone["seq"]}
+                                    "last_event": "person.left", "last_seen": wire(gone)["end"],
+                                    "thumbnail": THUMBNAIL, "seq": gone.seq}
             assert publisher.reconnects == 0
             await publisher.close()
             await task
@@ -123,9 +159,14 @@ PUBLISHER_SCRIPT = """
 import asyncio, sys
 from stream.config import MqttSettings
 from stream.service.bus import EventBus
-from stream.service.mqtt import MqttPublisher
+from stream.service.sinks.mqtt import MqttSink
 settings = MqttSettings(url=sys.argv[1], client_id="killed", topic_prefix="fs", keepalive_s=5)
-asyncio.run(MqttPublisher(settings, EventBus()).run())
+
+async def main():
+    async with MqttSink(settings) as sink:
+        await sink.run(EventBus().subscribe(sink.queue, consumer=sink.consumer))
+
+asyncio.run(main())
 """
 
 
@@ -150,19 +191,18 @@ def test_last_will_marks_a_killed_publisher_offline(mosquitto: Broker) -> None:
 def test_close_sends_queued_events_then_offline(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttPublisher(settings(mosquitto), bus)
         with Subscriber(mosquitto, "fs/#") as live:
-            task = asyncio.create_task(publisher.run())
-            await live.wait_for_async(on_topic("fs/status", "online"))
-            # Queued but not yet sent when close() is called: close() must send them first.
-            queued = [bus.publish(appeared(f"p{n}", camera="door")) for n in range(5)]
-            await publisher.close()
-            await asyncio.wait_for(task, 1.0)  # run() returns once close() has
+            async with MqttSink(settings(mosquitto)) as publisher:
+                task = start(publisher, bus)
+                await live.wait_for_async(on_topic("fs/status", "online"))
+                # Queued but not yet sent when the sink is left: leaving must send them first.
+                queued = [bus.publish(appeared(f"p{n}", camera="door")) for n in range(5)]
+            await asyncio.wait_for(task, 1.0)  # run() returns once the sink is left
             assert not publisher.connected
             offline = await live.wait_for_async(on_topic("fs/status", "offline"))
             order = live.messages.index(offline)
             for event in queued:
-                message = await live.wait_for_async(on_topic("fs/door/events", seq=event["seq"]))
+                message = await live.wait_for_async(on_topic("fs/door/events", seq=event.seq))
                 assert live.messages.index(message) < order
             bus.publish(appeared("p9", camera="door"))  # after close: not sent
         with Subscriber(mosquitto, "fs/#") as late:
@@ -180,18 +220,18 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
 
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttPublisher(settings(mosquitto), bus)
+        publisher = MqttSink(settings(mosquitto))
         with Subscriber(mosquitto, "fs/#") as live:
-            task = asyncio.create_task(publisher.run())
+            task = start(publisher, bus)
             await live.wait_for_async(on_topic("fs/status", "online"))
             quiet = bus.publish(appeared("p0", camera="back"))
             before = bus.publish(appeared("p1"))
-            await live.wait_for_async(on_topic("fs/persons/p1", seq=before["seq"]))
+            await live.wait_for_async(on_topic("fs/persons/p1", seq=before.seq))
 
         mosquitto.stop()
         # Published before the publisher can notice the broker is gone: it is taken from the
         # queue, its publish fails, and it must be sent again after the reconnection.
-        in_flight = bus.publish(updated("p1", thumbnail="/9j/BBBB"))
+        in_flight = bus.publish(updated("p1", thumbnail=OTHER_FACE))
         await until(lambda: not publisher.connected, "the publisher notices the broker left")
         during = bus.publish(camera_status("front", "reconnecting"))
         await asyncio.sleep(0.3)  # a few failed connection attempts
@@ -200,11 +240,11 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
         with Subscriber(mosquitto, "fs/#") as after:
             for event in (in_flight, during):
                 message = await after.wait_for_async(
-                    on_topic(f"fs/{event['camera']}/events", seq=event["seq"]))
-                assert message.json() == event
-            later = bus.publish(left("p1"))
-            await after.wait_for_async(on_topic("fs/front/events", seq=later["seq"]))
-            await after.wait_for_async(on_topic("fs/persons/p1", seq=later["seq"]))
+                    on_topic(f"fs/{event.camera}/events", seq=event.seq))
+                assert message.json() == wire(event)
+            later = bus.publish(left("p1", thumbnail=OTHER_FACE))
+            await after.wait_for_async(on_topic("fs/front/events", seq=later.seq))
+            await after.wait_for_async(on_topic("fs/persons/p1", seq=later.seq))
         assert publisher.connected
         assert publisher.reconnects == 1
 
@@ -214,11 +254,11 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
             p1 = await late.wait_for_async(on_topic("fs/persons/p1"))
             status = await late.wait_for_async(on_topic("fs/status"))
         assert p0.retain
-        assert p0.json()["seq"] == quiet["seq"]
+        assert p0.json()["seq"] == quiet.seq
         assert p0.json()["present"] is True
-        assert p1.json()["seq"] == later["seq"]
+        assert p1.json()["seq"] == later.seq
         assert p1.json()["present"] is False
-        assert p1.json()["thumbnail"] == "/9j/BBBB"
+        assert p1.json()["thumbnail"] == base64_jpeg(OTHER_FACE)
         assert (status.text, status.retain) == ("online", True)
         await publisher.close()
         await task
@@ -231,10 +271,10 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
 def test_a_full_queue_drops_the_oldest_and_says_so(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttPublisher(settings(mosquitto, queue=3), bus)
+        publisher = MqttSink(settings(mosquitto, queue=3))
         mosquitto.stop()
-        task = asyncio.create_task(publisher.run())
-        await until(lambda: len(bus.subscriptions) == 1, "the publisher subscribes to the bus")
+        task = start(publisher, bus)
+        assert len(bus.subscriptions) == 1
         sent = [bus.publish(camera_status("front", "streaming")) for _ in range(10)]
 
         mosquitto.start()
@@ -242,10 +282,10 @@ def test_a_full_queue_drops_the_oldest_and_says_so(mosquitto: Broker) -> None:
             notice = await live.wait_for_async(on_topic("fs/events", type="events.dropped"))
             assert notice.json()["dropped"] == 7
             for event in sent[-3:]:
-                await live.wait_for_async(on_topic("fs/front/events", seq=event["seq"]))
+                await live.wait_for_async(on_topic("fs/front/events", seq=event.seq))
             received = {message.json()["seq"] for message in live.matching(
                 on_topic("fs/front/events"))}
-            assert received == {event["seq"] for event in sent[-3:]}
+            assert received == {event.seq for event in sent[-3:]}
         await publisher.close()
         await task
 
@@ -259,9 +299,9 @@ def test_password_protected_broker(mosquitto_factory: BrokerFactory,
 
     async def scenario() -> None:
         bus = EventBus()
-        wrong = MqttPublisher(settings(broker, client_id="wrong", topic_prefix="wrong",
-                                       username="camera-hub", password="guess"), bus)
-        task = asyncio.create_task(wrong.run())
+        wrong = MqttSink(settings(broker, client_id="wrong", topic_prefix="wrong",
+                                  username="camera-hub", password="guess"))
+        task = start(wrong, bus)
         await until(lambda: len(records(caplog, logging.DEBUG, "failed")) >= 3,
                     "three failed connection attempts")
         assert not wrong.connected
@@ -271,14 +311,14 @@ def test_password_protected_broker(mosquitto_factory: BrokerFactory,
         await wrong.close()
         await task
 
-        right = MqttPublisher(settings(broker, client_id="right", topic_prefix="right",
-                                       username="camera-hub", password="s3cret"), bus)
+        right = MqttSink(settings(broker, client_id="right", topic_prefix="right",
+                                  username="camera-hub", password="s3cret"))
         with Subscriber(broker, "#", username="camera-hub", password="s3cret") as live:
-            task = asyncio.create_task(right.run())
+            task = start(right, bus)
             await live.wait_for_async(on_topic("right/status", "online"))
             assert right.connected
             event = bus.publish(appeared("p1"))
-            await live.wait_for_async(on_topic("right/front/events", seq=event["seq"]))
+            await live.wait_for_async(on_topic("right/front/events", seq=event.seq))
             assert not live.matching(on_topic("wrong/status", "online"))
             await right.close()
             await task

@@ -32,16 +32,20 @@ from benchmarks.synthetic import PERSONS, GroundTruth, make_sprite
 from stream.config import EngineSettings, EventSettings, ServerSettings
 from stream.identity.gallery import Gallery
 from stream.identity.track import box_iou
-from stream.service.bus import EventBus
 from stream.pipeline.live import Engine
-from stream.service.http import build_app
+from stream.service.bus import EventBus
+from stream.service.http import Health, build_app
+from stream.service.http.cameras import CameraInfo
+from stream.service.http.persons import Person, PersonSummary
 from stream.service.metrics import Metrics
+from stream.storage import open_gallery
 from stream.vision.executor import VisionWorker
 from tests.fixtures import free_port
 from tests.integration.live import Event, EventClient, Service
 
 pytestmark = pytest.mark.slow
 TOKEN = "rest-s3cret"
+HEALTHY = Health(status="ok", uptime_s=1.0, cameras={}, identities=0, present=0)
 CAMERA = "cam1"  # the name `facestream run VIDEO` gives its one camera
 P03, P17, P12 = "p03", "p17", "p12"  # the demo's people: p17 is on screen all the time
 
@@ -169,19 +173,21 @@ def live(demo_video: tuple[Path, GroundTruth], tmp_path_factory: pytest.TempPath
 def test_the_openapi_document_describes_every_route_and_no_other(live: Live) -> None:
     document = live.ok("GET", "/api/openapi.json")
     assert document["openapi"].startswith("3.1")
+    pytest.importorskip("openapi_spec_validator").validate(document)
     documented = {(path, method.upper()) for path, item in document["paths"].items()
                   for method in item}
     # The same app as the service's, in this process: its routes, as Starlette serves them.
     worker = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"))
     embedder = worker.embedder
     engine = Engine(worker, [], threading.Event(),
-                    gallery=Gallery(embedder.dim, embedder.name, version=embedder.version),
+                    gallery=open_gallery(None, dim=embedder.dim, embedder=embedder.name,
+                                         version=embedder.version),
                     engine=EngineSettings(), events=EventSettings(), emit=lambda _: None,
                     metrics=Metrics())
 
     def app(engine: Engine | None) -> Starlette:
         return build_app(EventBus(), ServerSettings(), Metrics(), replay_limit=10,
-                         health=lambda: {"status": "ok"}, engine=engine)[0]
+                         health=lambda: HEALTHY, engine=engine)[0]
 
     assert served(app(engine)) == documented
     assert served(app(None)) == {(path, method) for path, method in documented
@@ -246,6 +252,10 @@ def test_list_show_thumbnail_and_rename(live: Live) -> None:
     ada = live.current(P03)
     shown = live.ok("GET", f"/api/persons/{ada}")
     assert shown["id"] == ada and len(shown["exemplar_list"]) == shown["exemplars"] >= 1
+    # The documented response types are what the API sends.
+    Person.model_validate(shown)
+    for summary in people.values():
+        PersonSummary.model_validate(summary)
     thumbnail = live.ok("GET", f"/api/persons/{ada}/thumbnail.jpg")
     assert isinstance(thumbnail, bytes) and thumbnail[:3] == b"\xff\xd8\xff"
 
@@ -283,6 +293,7 @@ def test_cameras_and_their_previews(live: Live) -> None:
     cameras = live.ok("GET", "/api/cameras")
     assert [camera["name"] for camera in cameras] == ["cam1"]
     camera = cameras[0]
+    CameraInfo.model_validate(camera)
     assert camera["status"] == "streaming" and camera["frames_analyzed"] > 0
     assert 0 < camera["analyzed_fps"] <= 5.5
     preview = live.ok("GET", "/api/cameras/cam1/preview.jpg")

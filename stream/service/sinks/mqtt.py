@@ -1,4 +1,4 @@
-"""Forwards bus events to an MQTT broker (aiomqtt), riding out broker outages.
+"""The MQTT sink: forwards events to an MQTT broker (aiomqtt), riding out broker outages.
 
 Topics, under ``prefix`` (``MqttSettings.topic_prefix``):
 
@@ -14,57 +14,69 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import aiomqtt
 
 from stream.config import MqttSettings
-from stream.pipeline.appearances import Event
-from stream.service.bus import EventBus, Subscription
+from stream.service.bus import Subscription
+from stream.service.metrics import Metrics
+from stream.types import Event, PersonAppeared, PersonLeft, PersonUpdated
 
 log = logging.getLogger(__name__)
+PERSON_EVENTS = (PersonAppeared, PersonUpdated, PersonLeft)
 
 
-def _encode(payload: dict[str, Any]) -> str:
-    # Events are meant to be JSON-ready; one that is not must not stall the queue forever.
-    return json.dumps(payload, separators=(",", ":"), default=str)
-
-
-class MqttPublisher:
-    """Publishes every event of ``bus`` to the broker of ``settings`` until :meth:`close`.
+class MqttSink:
+    """Publishes the events of one subscription to the broker of ``settings``, until the sink
+    is left (or :meth:`close`).
 
     ``connected`` says whether a broker connection is up, ``published`` counts MQTT messages
     acknowledged (events, person states and status), ``reconnects`` counts connections made after
-    the first one.
+    the first one. With ``metrics``, ``facestream_mqtt_connected`` follows ``connected``.
     """
 
-    def __init__(self, settings: MqttSettings, bus: EventBus) -> None:
+    consumer = "mqtt"
+
+    def __init__(self, settings: MqttSettings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.queue = settings.queue
         self.connected = False
         self.published = 0
         self.reconnects = 0
-        self._bus = bus
         self._prefix = settings.topic_prefix
         self._persons: dict[str, dict[str, Any]] = {}
-        # Subscribed now, not when run() starts, so no event published meanwhile is missed.
-        self._subscription: Subscription = bus.subscribe(settings.queue, consumer="mqtt")
+        self._subscription: Subscription | None = None
         self._pending: Event | None = None  # taken from the queue, not yet acknowledged
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        if metrics is not None:
+            metrics.mqtt_connected.set_function(lambda: float(self.connected))
 
-    async def run(self) -> None:
-        """Forward events until :meth:`close`; broker trouble is retried, never raised."""
-        if self._closing or self._task is not None:
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    async def run(self, subscription: Subscription) -> None:
+        """Forward the events of ``subscription`` until :meth:`close`; broker trouble is
+        retried, never raised."""
+        if self._closing or self._task is not None:  # closed, or already running one
+            subscription.close()
             return
+        self._subscription = subscription
         # The work runs in its own task so that close() can cancel it without cancelling the
         # caller of run().
-        self._task = asyncio.create_task(self._serve())
+        self._task = asyncio.create_task(self._serve(), name="mqtt connection")
         try:
             await asyncio.wait({self._task})
         finally:
             self._task.cancel()
             await asyncio.wait({self._task})
-            self._subscription.close()
+            subscription.close()
         if not self._task.cancelled():
             self._task.result()
 
@@ -72,7 +84,8 @@ class MqttPublisher:
         """Stop taking events, send those already queued (within ``timeout_s``), publish
         ``offline`` and disconnect. Without a connection, just stop."""
         self._closing = True
-        self._subscription.close()
+        if self._subscription is not None:
+            self._subscription.close()
         task = self._task
         if task is None or task.done():
             return
@@ -83,7 +96,6 @@ class MqttPublisher:
             log.warning("MQTT: gave up sending queued events after %.1f s", timeout_s)
             task.cancel()
             await asyncio.wait({task})
-
     def _client(self) -> aiomqtt.Client:
         settings = self.settings
         tls_params = tls_insecure = None
@@ -148,10 +160,11 @@ class MqttPublisher:
             pass
 
     async def _forward(self, client: aiomqtt.Client) -> None:
+        assert self._subscription is not None
         await self._publish(client, f"{self._prefix}/status", "online", retain=True)
         # The broker may have restarted without persistence: its retained states are gone.
         for person, state in list(self._persons.items()):
-            await self._publish(client, self._person_topic(person), _encode(state), retain=True)
+            await self._publish(client, self._person_topic(person), _json(state), retain=True)
         while True:
             if self._pending is None:
                 try:
@@ -165,29 +178,30 @@ class MqttPublisher:
 
     def _remember(self, event: Event) -> None:
         """Fold a person event into that person's latest state."""
-        kind = str(event.get("type", ""))
-        person = event.get("person")
-        if not kind.startswith("person.") or not isinstance(person, str):
+        if not isinstance(event, PERSON_EVENTS):
             return
-        previous = self._persons.get(person, {})
-        self._persons[person] = {
-            "person": person,
-            "present": kind != "person.left",
-            "camera": event.get("camera"),
-            "last_event": kind,
-            "last_seen": event.get("end") or event.get("time"),
-            "thumbnail": event.get("thumbnail") or previous.get("thumbnail"),
-            "seq": event.get("seq"),
+        assert self._subscription is not None
+        document = self._subscription.encoded(event).document
+        previous = self._persons.get(event.person, {})
+        self._persons[event.person] = {
+            "person": event.person,
+            "present": not isinstance(event, PersonLeft),
+            "camera": event.camera,
+            "last_event": event.kind,
+            "last_seen": document["end" if isinstance(event, PersonLeft) else "time"],
+            "thumbnail": document["thumbnail"] or previous.get("thumbnail"),
+            "seq": event.seq,
         }
 
     async def _send(self, client: aiomqtt.Client, event: Event) -> None:
-        camera = event.get("camera")
+        assert self._subscription is not None
+        camera = getattr(event, "camera", None)
         topic = f"{self._prefix}/{camera}/events" if camera else f"{self._prefix}/events"
-        await self._publish(client, topic, _encode(event), retain=False)
-        person = event.get("person")
+        await self._publish(client, topic, self._subscription.encoded(event).text, retain=False)
+        person = getattr(event, "person", None)
         if isinstance(person, str) and person in self._persons:
             await self._publish(client, self._person_topic(person),
-                                _encode(self._persons[person]), retain=True)
+                                _json(self._persons[person]), retain=True)
 
     def _person_topic(self, person: str) -> str:
         return f"{self._prefix}/persons/{person}"
@@ -196,3 +210,7 @@ class MqttPublisher:
                        retain: bool) -> None:
         await client.publish(topic, payload, qos=self.settings.qos, retain=retain)
         self.published += 1
+
+
+def _json(state: dict[str, Any]) -> str:
+    return json.dumps(state, separators=(",", ":"))

@@ -1,0 +1,120 @@
+"""The event bus, with typed events and no server: sequence numbers, camera filters, replay,
+slow consumers' losses, encoding once, and the drop metric."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+
+from stream.codec import EVENT_SCHEMA, EventEncoder
+from stream.service.bus import EventBus
+from stream.service.metrics import Metrics
+from stream.types import CameraStatusChanged, Event, EventsDropped, PersonAppeared
+
+
+def numbered(n: int, camera: str = "c") -> CameraStatusChanged:
+    """A test event that carries the number ``n`` (as its time)."""
+    return CameraStatusChanged(camera=camera, status="streaming", reason=None, time=float(n))
+
+
+def number(event: Event) -> int:
+    assert isinstance(event, CameraStatusChanged)
+    return int(event.time)
+
+
+def test_bus_stamps_sequence_and_filters_cameras() -> None:
+    async def scenario() -> None:
+        bus = EventBus(replay=10)
+        door = bus.subscribe(10, cameras=["door"])
+        everyone = bus.subscribe(10)
+        bus.publish(numbered(0, "yard"))
+        bus.publish(numbered(1, "door"))
+        first = await everyone.get()
+        assert first.seq == 1
+        assert bus.encoded(first).document["schema"] == EVENT_SCHEMA
+        assert bus.encoded(first).document["seq"] == 1
+        assert (await everyone.get()).seq == 2
+        only = await door.get()
+        assert isinstance(only, CameraStatusChanged)
+        assert only.camera == "door" and only.seq == 2 and len(door) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_subscriber_loses_its_oldest_and_is_told_how_many() -> None:
+    async def scenario() -> None:
+        metrics = Metrics()
+        bus = EventBus(replay=0, metrics=metrics)
+        slow = bus.subscribe(3, consumer="mqtt")
+        fast = bus.subscribe(100, consumer="websocket")
+        for n in range(10):
+            bus.publish(numbered(n))
+        assert len(fast) == 10
+        notice = await slow.get()
+        assert isinstance(notice, EventsDropped) and notice.dropped == 7
+        document = bus.encoded(notice).document
+        assert document["type"] == "events.dropped" and "seq" not in document
+        assert [number(await slow.get()) for _ in range(3)] == [7, 8, 9]
+        assert slow.dropped == 7
+        # Counted where they are dropped, with the consumer's kind as the label.
+        text = metrics.exposition().decode()
+        assert 'facestream_events_dropped_total{consumer="mqtt"} 7.0' in text
+        assert 'facestream_events_dropped_total{consumer="websocket"} 0.0' in text
+
+    asyncio.run(scenario())
+
+
+def test_replay_gives_recent_events_of_the_chosen_cameras() -> None:
+    async def scenario() -> None:
+        bus = EventBus(replay=5)
+        for n in range(8):
+            bus.publish(numbered(n, "door" if n % 2 else "yard"))
+        late = bus.subscribe(10, cameras=["door"], replay=2)
+        assert [number(await late.get()) for _ in range(2)] == [5, 7]
+        late.close()
+        try:
+            await late.get()
+        except EOFError:
+            return
+        raise AssertionError("a closed, drained subscription must end")
+
+    asyncio.run(scenario())
+
+
+def test_a_subscriber_that_stays_behind_still_gets_events_between_notices() -> None:
+    async def scenario() -> None:
+        bus = EventBus(replay=0)
+        slow = bus.subscribe(3)
+        received: list[Event] = []
+        for round_ in range(5):
+            for n in range(10):
+                bus.publish(numbered(round_ * 10 + n))
+            received += [await slow.get(), await slow.get()]
+        kinds = [event.kind for event in received]
+        assert kinds == ["events.dropped", "camera.status"] * 5
+        dropped = sum(e.dropped for e in received if isinstance(e, EventsDropped))
+        assert dropped + 5 + len(slow) == 50  # every event delivered, queued or counted
+
+    asyncio.run(scenario())
+
+
+def test_each_event_is_encoded_once_for_every_consumer() -> None:
+    async def scenario() -> None:
+        bus = EventBus(encoder=EventEncoder(48))
+        first, second = bus.subscribe(10), bus.subscribe(10, consumer="mqtt")
+        face = np.full((60, 60, 3), 90, np.uint8)
+        published = bus.publish(PersonAppeared(
+            camera="door", person="p1", new=True, frame_time=1.5, captured_at=0.25, time=0.5,
+            box=(1.0, 2.0, 3.0, 4.0), score=0.9, thumbnail=face, latency_ms=250.0))
+        a, b = await first.get(), await second.get()
+        assert a is b is published
+        assert first.encoded(a) is second.encoded(b)  # one encoding, shared
+        document = json.loads(first.encoded(a).text)
+        assert document == first.encoded(a).document
+        assert document == EventEncoder(48).document(published)
+        assert document["captured_at"] == "1970-01-01T00:00:00.250Z"
+        assert bus.depths() == {"mqtt": 0, "other": 0}
+
+    asyncio.run(scenario())
