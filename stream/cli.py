@@ -8,9 +8,9 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from stream import __version__
 from stream.errors import ConfigError, InputError, StreamError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from stream.identity.gallery import Gallery
 
 log = logging.getLogger("facestream")
+Settings = TypeVar("Settings", bound=BaseModel)
 
 
 def _positive_float(text: str) -> float:
@@ -44,9 +45,12 @@ def _device(text: str) -> str:
     return text
 
 
-def _width(text: str) -> int | None:
-    if text in ("0", "full"):
-        return None
+FULL = "full"  # --detect-width full: detect on the frames as they are
+
+
+def _width(text: str) -> int | str:
+    if text in ("0", FULL):
+        return FULL
     value = int(text)
     if value < 64:
         raise argparse.ArgumentTypeError(f"must be at least 64 (or 'full'), got {text}")
@@ -77,9 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze = commands.add_parser("analyze", help="report the people in a video file")
     analyze.add_argument("video", type=Path, help="video file to analyse")
     analyze.add_argument("--out", type=Path, required=True, help="report directory")
-    analyze.add_argument("--sample-fps", type=_analyze_fps, default=10.0,
+    analyze.add_argument("--sample-fps", type=_analyze_fps, default=None,
                          help="frames analysed per second of video (default 10)")
-    analyze.add_argument("--detect-width", type=_width, default=640,
+    analyze.add_argument("--detect-width", type=_width, default=None,
                          help="width frames are scaled down to for detection, or 'full' "
                          "(default 640)")
     analyze.add_argument("--embedder", choices=EMBEDDERS, default=None,
@@ -93,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--threshold", type=_positive_float, default=None,
                          help="identity distance threshold (default: the embedder's calibrated "
                          "one)")
-    analyze.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda or cuda:N")
+    analyze.add_argument("--device", type=_device, default=None,
+                         help="auto, cpu, cuda or cuda:N (default auto)")
     analyze.add_argument("--gallery", type=Path, default=None,
                          help="gallery file: people keep their IDs across runs and cameras")
 
@@ -202,12 +207,11 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.weights is not None and not args.weights.is_file():
         raise InputError(f"--weights {args.weights} is not a file; give the path of the "
                          "weights file")
-    from stream.pipeline.file import AnalyzeOptions, analyze_video
+    from stream.config import AnalyzeConfig
 
-    options = AnalyzeOptions(sample_fps=args.sample_fps, detect_width=args.detect_width,
-                             embedder=args.embedder, weights=args.weights,
-                             allow_download=args.allow_download, threshold=args.threshold,
-                             device=args.device, gallery=args.gallery)
+    config = _validated(AnalyzeConfig, _with_options(
+        {} if args.sample_fps is None else {"sample_fps": args.sample_fps}, args))
+    from stream.pipeline.file import analyze_video
     with tqdm(unit="s", desc="analysing", disable=args.quiet or None,
               bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s video [{elapsed}<{remaining}]",
               ) as bar, logging_redirect_tqdm():
@@ -216,7 +220,7 @@ def _analyze(args: argparse.Namespace) -> int:
                 bar.total = round(duration, 1)
             bar.update(max(0.0, round(t, 1) - bar.n))
 
-        result = analyze_video(args.video, args.out, options, progress=progress)
+        result = analyze_video(args.video, args.out, config, progress=progress)
         progress(result.duration_s, result.duration_s)
     for problem in result.problems[:3]:
         log.warning("%s", problem)
@@ -254,16 +258,30 @@ def _run_config(args: argparse.Namespace) -> ServiceConfig:
             server[key] = value
     if isinstance(server.get("token"), SecretStr):
         server["token"] = server["token"].get_secret_value()
-    if args.gallery is not None:
-        document["gallery"] = {**(document.get("gallery") or {}), "path": args.gallery}
     if args.mqtt:
         document["mqtt"] = {**(document.get("mqtt") or {}), "url": args.mqtt}
+    return _validated(ServiceConfig, _with_options(document, args))
+
+
+def _with_options(document: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``document`` (settings of analyze or run) with the engine and gallery options given on
+    the command line put over it: one set of rules for both commands."""
     engine = document.setdefault("engine", {})
-    for key in ("embedder", "device"):
-        if getattr(args, key) is not None:
-            engine[key] = getattr(args, key)
+    for key in ("embedder", "weights", "threshold", "device", "detect_width"):
+        value = getattr(args, key, None)
+        if value is not None:
+            engine[key] = None if value == FULL else value
+    if getattr(args, "allow_download", False):
+        engine["allow_download"] = True
+    if args.gallery is not None:
+        document["gallery"] = {**(document.get("gallery") or {}), "path": args.gallery}
+    return document
+
+
+def _validated(model: type[Settings], document: dict[str, Any]) -> Settings:
+    """The settings ``model`` of ``document``, or one line naming each bad value."""
     try:
-        return ServiceConfig.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: "
                              f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())

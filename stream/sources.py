@@ -21,6 +21,7 @@ from av.container import InputContainer
 
 from stream.config import CameraConfig, SourceSettings, redact_url
 from stream.errors import DecodeError, InputError
+from stream.shots import ShotBoundaries
 from stream.types import Frame
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,11 @@ class Sampler:
         return True
 
 
-def to_frame(frame: av.VideoFrame, index: int, t: float, detect_width: int | None,
-             captured_at: float | None = None) -> Frame:
+def to_frame(frame: av.VideoFrame, index: int, t: float, detect_width: int | None, *,
+             shots: ShotBoundaries, captured_at: float | None = None) -> Frame:
     """``frame`` in RGB; with ``detect_width``, also the detector's smaller copy, scaled by
-    FFmpeg's area filter in the decoding thread, off the models' critical path."""
+    FFmpeg's area filter in the decoding thread, off the models' critical path. ``shots`` (the
+    source's, fed every sampled frame) marks a cut as a discontinuity."""
     image = np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
     detect_image = None
     small = detect_size(frame.width, frame.height, detect_width)
@@ -114,7 +116,8 @@ def to_frame(frame: av.VideoFrame, index: int, t: float, detect_width: int | Non
         detect_image = np.asarray(frame.reformat(
             width=small[0], height=small[1], format="rgb24", interpolation="AREA",
         ).to_ndarray(), np.uint8)
-    return Frame(index, t, image, detect_image, captured_at)
+    cut = shots.is_cut(image if detect_image is None else detect_image)
+    return Frame(index, t, image, detect_image, captured_at, discontinuity=cut)
 
 
 def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats, *,
@@ -125,6 +128,7 @@ def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
     With ``detect_width``, each frame also carries the detector's smaller copy (:func:`to_frame`).
     """
     sampler = Sampler(sample_fps)
+    shots = ShotBoundaries()
     errors_in_row = 0
     with av.open(str(info.path)) as container:
         stream = container.streams.video[0]
@@ -157,7 +161,7 @@ def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats
                 if not sampler.due(t):
                     continue
                 stats.frames_sampled += 1
-                yield to_frame(frame, index, t, detect_width)
+                yield to_frame(frame, index, t, detect_width, shots=shots)
     if info.duration_s is not None and stats.last_t + 1.0 < info.duration_s:
         stats.problems.append(f"the video stops at {stats.last_t:.2f} s but its header says "
                               f"{info.duration_s:.2f} s: the file is truncated")
@@ -400,7 +404,8 @@ class Camera:
                 # A second pass starts the picture over: nothing continues across the loop.
                 self._offer(replace(frame, index=first_index + frame.index,
                                     t=offset_t + frame.t, captured_at=time.time(),
-                                    discontinuity=offset_t > 0 and not offered))
+                                    discontinuity=frame.discontinuity
+                                    or (offset_t > 0 and not offered)))
                 offered = True
         self.stats.frames_decoded = first_index + played.frames_decoded
 
@@ -429,6 +434,7 @@ class Camera:
         """
         delivered = offered = False
         sampler = Sampler(self.config.sample_fps)
+        shots = ShotBoundaries()
         try:
             container = self._open()
             if container is None:
@@ -445,9 +451,10 @@ class Camera:
                     t = time.monotonic() - self._started_at
                     if sampler.due(t):
                         # After a reconnect the picture does not continue the one before.
-                        self._offer(replace(
-                            to_frame(frame, index, t, self.detect_width, time.time()),
-                            discontinuity=self.stats.reconnects > 0 and not offered))
+                        sampled = to_frame(frame, index, t, self.detect_width, shots=shots,
+                                           captured_at=time.time())
+                        self._offer(replace(sampled, discontinuity=sampled.discontinuity or (
+                            self.stats.reconnects > 0 and not offered)))
                         offered = True
         except (_SourceLostError, av.FFmpegError, OSError) as error:
             return delivered, _describe(error)

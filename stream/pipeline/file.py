@@ -163,7 +163,7 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
             persons=people, problems=stats.problems)
         write_report(out, document, faces.detections(), people)
         if recorder is not None:
-            recorder.record(source, left)
+            recorder.record(source, left, widen_s=sample_step / 2, until=duration)
         return AnalyzeResult(out, len(people), stats.frames_sampled, duration, stats.problems)
 
 

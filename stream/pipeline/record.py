@@ -34,15 +34,19 @@ class AppearanceRecorder:
                     else:
                         store.extend_appearance(row, appearance.last_seen)
 
-    def record(self, source: str, left: list[PersonLeft]) -> None:
-        """Write appearances that ended (extending their row when one was saved open)."""
+    def record(self, source: str, left: list[PersonLeft], *, widen_s: float = 0.0,
+               until: float = float("inf")) -> None:
+        """Write appearances that ended (extending their row when one was saved open).
+        On a video's timeline, each is widened by ``widen_s`` either side, within [0, until],
+        as the report shows it."""
         if not left:
             return
         store = self.gallery.store
         with store.transaction():
             for event in left:
-                start, end = ((event.start, event.end) if self.wall_clock
-                              else (event.start_frame_time, event.end_frame_time))
+                start, end = ((event.start, event.end) if self.wall_clock else
+                              (max(0.0, event.start_frame_time - widen_s),
+                               min(until, event.end_frame_time + widen_s)))
                 row = self._rows.pop((source, event.person), None)
                 if row is not None:
                     store.extend_appearance(row, end)
