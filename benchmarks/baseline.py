@@ -11,8 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from stream.pipeline.file import AnalyzeOptions, AnalyzeResult, analyze_video
+from stream.config import AnalyzeConfig, EngineSettings
 from stream.identity.track import Observation, Track
+from stream.pipeline.file import AnalyzeResult, analyze_video
 from stream.types import Faces, FloatArray
 from stream.vision.detect import MtcnnDetector
 from stream.vision.executor import QualityGate, VisionWorker
@@ -83,5 +84,6 @@ def analyze_baseline(video: Path, out: Path, worker: VisionWorker | None = None
                      ) -> AnalyzeResult:
     """Analyse ``video`` the seed's way, writing the same report format into ``out``."""
     worker = worker or baseline_worker()
-    return analyze_video(video, out, AnalyzeOptions(detect_width=None), worker=worker,
+    config = AnalyzeConfig(engine=EngineSettings(detect_width=None))
+    return analyze_video(video, out, config, worker=worker,
                          assigner=FirstMatchAssigner(SEED_THRESHOLD))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import math
@@ -48,7 +47,6 @@ from websockets.exceptions import ConnectionClosed
 from benchmarks.accuracy import bench_dir
 from benchmarks.scoring import format_table
 from benchmarks.synthetic import build
-from stream.pipeline.file import observations
 from stream.config import (
     CameraConfig,
     EngineSettings,
@@ -57,17 +55,18 @@ from stream.config import (
     ServiceConfig,
     SourceSettings,
 )
-from stream.pipeline.appearances import Event, wall_time
 from stream.identity.matcher import Identifier, MatchSettings
+from stream.pipeline.lane import observations
 from stream.service.app import load_worker, serve, start_server
 from stream.service.bus import EventBus
-from stream.service.http import build_app
+from stream.service.http import Health, build_app
 from stream.service.metrics import Metrics
 from stream.sources import Camera
 from stream.storage import open_gallery
-from stream.types import Frame
+from stream.types import CameraStatusChanged, Frame, PersonAppeared
 from stream.vision.executor import FrameFaces, SharpnessBaseline, SkipRule, VisionWorker
 
+Document = dict[str, Any]  # an event as JSON
 PARTS = ("latency", "cameras", "fanout")
 SAMPLE_FPS = 5.0
 SUSTAINED_FPS = 0.95 * SAMPLE_FPS
@@ -84,8 +83,7 @@ GROWTH_SLACK_S = 0.15
 FANOUT_CLIENTS = 100
 FANOUT_RATE = 200.0
 FANOUT_S = 10.0
-THUMBNAIL_BYTES = 3072  # 4 KB once in base64
-END = "bench.end"
+END = "bench-end"  # the camera of the last event of a fan-out run
 
 
 # --- live pipelines ------------------------------------------------------------------------------
@@ -195,7 +193,7 @@ def scrape(base_url: str) -> dict[tuple[str, str], float]:
             if sample.name.startswith("facestream_frames_")}
 
 
-async def listen(url: str, into: list[tuple[float, Event]]) -> None:
+async def listen(url: str, into: list[tuple[float, Document]]) -> None:
     """Append (arrival wall clock, event) for each event of the WebSocket ``url`` until closed."""
     async with connect(url) as websocket:
         with contextlib.suppress(ConnectionClosed):
@@ -211,7 +209,7 @@ async def run_service(config: ServiceConfig, worker: TimedWorker, seconds: float
     stop = asyncio.Event()
     service = asyncio.create_task(serve(config, worker=worker, stop=stop,
                                         on_ready=ready.set_result))
-    received: list[tuple[float, Event]] = []
+    received: list[tuple[float, Document]] = []
     listener: asyncio.Task[None] | None = None
     try:
         racing: set[asyncio.Future[Any]] = {ready, service}
@@ -407,7 +405,7 @@ async def _read(connection: ClientConnection, timeout_s: float) -> ClientResult:
             async for message in connection:
                 now = time.time()
                 event = json.loads(message)
-                if event["type"] == END:
+                if event.get("camera") == END:
                     break
                 if event["type"] == "events.dropped":
                     dropped += event["dropped"]
@@ -416,20 +414,19 @@ async def _read(connection: ClientConnection, timeout_s: float) -> ClientResult:
                 if received:
                     longest_gap = max(longest_gap, now - last_at)
                 received += 1
-                latencies.append(now - event["sent_at"])
+                latencies.append(now - datetime.fromisoformat(event["time"]).timestamp())
                 last_at = now
     await connection.close()
     return ClientResult(received, dropped, notices, latencies, last_at, longest_gap)
 
 
-def appeared_like(number: int, thumbnail: str) -> Event:
-    """An event shaped like ``person.appeared``, stamped with its publication time."""
+def appeared(number: int, face: np.ndarray) -> PersonAppeared:
+    """A ``person.appeared`` made now, with ``face`` as its thumbnail (encoded by the bus)."""
     now = time.time()
-    return {"type": "person.appeared", "camera": "cam1", "person": f"p{number % 50 + 1}",
-            "new": False, "frame_time": round(number / FANOUT_RATE, 3),
-            "captured_at": wall_time(now), "time": wall_time(now),
-            "box": [412.0, 359.0, 594.0, 594.0], "score": 0.9987, "thumbnail": thumbnail,
-            "latency_ms": 0.0, "sent_at": now}
+    return PersonAppeared(camera="cam1", person=f"p{number % 50 + 1}", new=False,
+                          frame_time=round(number / FANOUT_RATE, 3), captured_at=now, time=now,
+                          box=(412.0, 359.0, 594.0, 594.0), score=0.9987, thumbnail=face,
+                          latency_ms=0.0)
 
 
 @dataclass(frozen=True)
@@ -448,10 +445,12 @@ async def run_fanout(clients: int) -> Fanout:
     bus = EventBus(replay=0)
     settings = ServerSettings(port=0)
     app, endpoint = build_app(bus, settings, Metrics(), replay_limit=0,
-                              health=lambda: {"status": "ok"})
+                              health=lambda: Health(status="ok", uptime_s=0.0, cameras={},
+                                                         identities=0, present=0))
     server, server_task, port = await start_server(app, settings)
     loop = asyncio.get_running_loop()
-    thumbnail = base64.b64encode(os.urandom(THUMBNAIL_BYTES)).decode("ascii")
+    # A textured face-sized crop: its JPEG is about as big as a real face's
+    face = np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)
     count = round(FANOUT_RATE * FANOUT_S)
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -464,9 +463,11 @@ async def run_fanout(clients: int) -> Fanout:
             for number in range(count):
                 # sleep(0) too: a late publisher still lets the senders run between events
                 await asyncio.sleep(max(0.0, begun + number / FANOUT_RATE - loop.time()))
-                bus.publish(appeared_like(number, thumbnail))
+                bus.publish(appeared(number, face))
             publish_s = loop.time() - begun
-            bus.publish({"type": END})  # the newest event: never dropped
+            # The newest event: never dropped
+            bus.publish(CameraStatusChanged(camera=END, status="stopped", reason=None,
+                                            time=time.time()))
             results = await reading
     finally:
         await endpoint.close()
@@ -499,7 +500,7 @@ def measure_fanout() -> None:
         print(f"fanout: {system}, {clients} client(s), {FANOUT_RATE:g} events/s for "
               f"{FANOUT_S:g} s", file=sys.stderr)
         rows.append(fanout_row(system, asyncio.run(run_fanout(clients))))
-    print(f"\nfanout: person.appeared-like events ({THUMBNAIL_BYTES * 4 // 3} B thumbnail) "
+    print("\nfanout: person.appeared events (a 120 px textured face as thumbnail) "
           f"published at {FANOUT_RATE:g}/s for {FANOUT_S:g} s to WebSocket clients in another "
           "process (delivered = events, total over clients; messages = events and "
           "events.dropped notices; dropped = announced by the notices; "

@@ -108,7 +108,8 @@ def test_each_person_is_their_own_appearance_and_close_ends_them() -> None:
     machine.see(sighting(0.0), now=1000.0)
     machine.see(sighting(0.0, person="p2"), now=1000.0)
     assert len(machine) == 2
-    assert [e.person for e in machine.end("p2", now=1001.0)] == ["p2"]
+    ended = machine.end("p2", now=1001.0)
+    assert len(ended) == 1 and isinstance(ended[0], PersonLeft) and ended[0].person == "p2"
     assert machine.end("p2", now=1001.0) == []
     rest = machine.close(now=1001.0)
-    assert [e.person for e in rest] == ["p1"] and len(machine) == 0
+    assert [e.person for e in rest if isinstance(e, PersonLeft)] == ["p1"] and not machine
