@@ -141,7 +141,8 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
         log.info("gallery %s: %d people", config.gallery.path, len(gallery))
     frame_ready = threading.Event()
     cameras = [Camera(camera, config.sources, detect_width=worker.detector.detect_width,
-                      on_status=on_status, frame_ready=frame_ready)
+                      on_status=on_status, frame_ready=frame_ready,
+                      batch=config.engine.max_batch_frames)
                for camera in config.cameras]
     metrics.watch_cameras(lambda: cameras)
     engine = Engine(worker, cameras, frame_ready, gallery=gallery, engine=config.engine,
