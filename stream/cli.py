@@ -289,25 +289,34 @@ def _validated(model: type[Settings], document: dict[str, Any]) -> Settings:
 
 
 def _check_files(config: ServiceConfig) -> None:
-    """Refuse file sources that are missing or not videos (a live source may come later)."""
+    """When every camera is a file and none is a video, say so now (before the models load);
+    otherwise the bad ones fail on their own, and the good ones keep working."""
     from stream.sources import probe, source_path
 
+    problems = []
     for camera in config.cameras:
-        if camera.kind == "file":
-            try:
-                probe(source_path(camera.url))
-            except InputError as error:
-                raise InputError(f"camera {camera.name}: {error}") from None
+        if camera.kind != "file":
+            return
+        try:
+            probe(source_path(camera.url))
+        except InputError as error:
+            problems.append(f"{camera.name}: {error}")
+        else:
+            return
+    raise InputError("every camera failed: " + "; ".join(problems))
 
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
+    from stream.service.net import listen
+
     config = _run_config(args)
     _check_files(config)
+    listener = listen(config.server.host, config.server.port)
     from stream.service.app import serve  # imports torch: only once the input is known good
 
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, listener=listener))
     return 0
 
 

@@ -28,6 +28,7 @@ from stream.pipeline.live import Engine
 from stream.service.bus import EventBus
 from stream.service.http import Health, build_app
 from stream.service.metrics import Metrics
+from stream.service.net import listen
 from stream.service.sinks import build_sinks
 from stream.sources import Camera, CameraStatus
 from stream.storage import open_gallery
@@ -76,25 +77,6 @@ async def start_server(app: ASGIApp, settings: ServerSettings,
     return server, task, int(listener.getsockname()[1])
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket: bound before anything else starts, so that a taken port is a clear
-    error at once."""
-    try:
-        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        listener = socket.socket(family, kind)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind(address)
-            listener.listen(128)
-        except OSError:
-            listener.close()
-            raise
-    except OSError as error:
-        raise InputError(f"cannot listen on {host}:{port} ({error.strerror or error}); choose "
-                         "another --port or --host") from None
-    return listener
-
-
 def load_worker(config: ServiceConfig) -> VisionWorker:
     """The models, as the configuration asks (raises ``ModelError`` when weights are missing)."""
     engine = config.engine
@@ -105,10 +87,13 @@ def load_worker(config: ServiceConfig) -> VisionWorker:
 
 async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
                 stop: asyncio.Event | None = None,
-                on_ready: Callable[[str], None] | None = None) -> None:
+                on_ready: Callable[[str], None] | None = None,
+                listener: socket.socket | None = None) -> None:
     """Run the service until ``stop`` is set, or SIGINT/SIGTERM when run in the main thread.
 
     ``on_ready`` is given the server's base URL once it listens and the cameras are started.
+    ``listener``: the socket to serve on, bound by :func:`~stream.service.net.listen` (by
+    default it is bound here).
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -116,7 +101,7 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
     started = time.monotonic()
-    listener = listen(config.server.host, config.server.port)
+    listener = listener or listen(config.server.host, config.server.port)
     metrics = Metrics()
     bus = EventBus(config.events.replay, encoder=EventEncoder(config.events.thumbnail_px),
                    metrics=metrics)

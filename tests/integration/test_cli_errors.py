@@ -4,6 +4,7 @@ imported (``python -X importtime`` lists every module the process imported)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -95,8 +96,8 @@ def test_run_refuses_an_unsupported_url() -> None:
 
 def test_run_refuses_a_missing_file_source(tmp_path: Path) -> None:
     line = refused("run", f"door={tmp_path / 'nope.mp4'}")
-    assert line.endswith(f"camera door: {tmp_path / 'nope.mp4'} does not exist; give the path "
-                         "of a video file")
+    assert line.endswith(f"every camera failed: door: {tmp_path / 'nope.mp4'} does not exist; "
+                         "give the path of a video file")
 
 
 def test_run_refuses_a_file_source_that_is_not_a_video(tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ def test_run_refuses_a_file_source_that_is_not_a_video(tmp_path: Path) -> None:
     text.write_text("these are not frames\n" * 100)
     config = tmp_path / "site.yaml"
     config.write_text(f"cameras:\n  - name: desk\n    url: file://{text}\n")
-    assert f"camera desk: {text} is not a video" in refused("run", config)
+    assert f"every camera failed: desk: {text} is not a video" in refused("run", config)
 
 
 def test_run_names_the_bad_line_of_its_configuration(tmp_path: Path) -> None:
@@ -127,3 +128,14 @@ def test_enroll_refuses_a_missing_photo(tmp_path: Path) -> None:
 def test_reembed_refuses_a_missing_gallery(tmp_path: Path) -> None:
     line = refused("gallery", tmp_path / "people.db", "reembed", "--embedder", "dlib-resnet")
     assert "there is no gallery file at" in line
+
+
+def test_run_refuses_a_port_in_use(video: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = refused("run", video, "--port", str(port))
+    assert line == (f"facestream: error: cannot listen on 127.0.0.1:{port} "
+                    "(Address already in use); choose another --port or --host")
+
