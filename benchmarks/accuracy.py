@@ -1,6 +1,8 @@
-"""Accuracy benchmark: run the product and the baseline on every benchmark scenario and score them.
+"""Accuracy benchmark: run the product (the file path, ``analyze``, and the live path, ``run``
+on the video played as a live camera) and the baseline on every benchmark scenario, and score
+them.
 
-``python -m benchmarks.accuracy [--only NAME ...] [--skip-baseline] [--dir DIR]``
+``python -m benchmarks.accuracy [--only NAME ...] [--skip-baseline] [--skip-live] [--dir DIR]``
 
 Videos are rendered once into ``$FACESTREAM_BENCH_DIR`` (default ``benchmarks/.cache/``); outputs
 go to ``<dir>/runs/<scenario>/<system>/``. Exits 1 when the product misses a target.
@@ -29,11 +31,16 @@ def bench_dir() -> Path:
     return Path(configured) if configured else Path(__file__).resolve().parent / ".cache"
 
 
-def systems(skip_baseline: bool) -> list[tuple[str, Analyzer]]:
-    """The analyzers to compare: the product, then (unless skipped) the seed-design baseline."""
+def systems(skip_baseline: bool, skip_live: bool = False) -> list[tuple[str, Analyzer]]:
+    """The analyzers to compare: the product's file path, its live path (unless skipped), then
+    (unless skipped) the seed-design baseline."""
     from stream.pipeline.file import analyze_video
 
     found: list[tuple[str, Analyzer]] = [("product", analyze_video)]
+    if not skip_live:
+        from benchmarks.live_accuracy import analyze_live
+
+        found.append(("live", analyze_live))
     if not skip_baseline:
         from benchmarks.baseline import analyze_baseline
 
@@ -78,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=BENCHMARK_SCENARIOS, metavar="NAME",
                         help="run only this scenario (repeatable); one of: "
                         + ", ".join(BENCHMARK_SCENARIOS))
-    parser.add_argument("--skip-baseline", action="store_true", help="run the product only")
+    parser.add_argument("--skip-baseline", action="store_true", help="do not run the baseline")
+    parser.add_argument("--skip-live", action="store_true",
+                        help="do not run the live path (it plays each video in real time)")
     parser.add_argument("--dir", type=Path, default=None,
                         help="cache directory (default: $FACESTREAM_BENCH_DIR or "
                         "benchmarks/.cache)")
@@ -86,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     directory: Path = args.dir or bench_dir()
     names: list[str] = args.only or list(BENCHMARK_SCENARIOS)
-    compared = systems(args.skip_baseline)
+    compared = systems(args.skip_baseline, args.skip_live)
 
     rows: list[list[str]] = []
     product_failures: list[str] = []
@@ -101,12 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(result_row(system, scores, elapsed, name))
             status = "error" if scores is None else ("pass" if scores.passed else "FAIL")
             print(f"[{name}] {system}: {status} in {elapsed:.1f} s", file=sys.stderr)
-            if system != "product":
+            if system not in ("product", "live"):
                 continue
             if scores is None:
-                product_failures.append(f"{name}: the product raised an error")
+                product_failures.append(f"{name} ({system}): the product raised an error")
             else:
-                product_failures.extend(f"{name}: {reason}" for reason in scores.failures())
+                product_failures.extend(f"{name} ({system}): {reason}"
+                                        for reason in scores.failures())
 
     print(format_table(("system", *Scores.HEADER, "wall s"), rows))
     if product_failures:
