@@ -111,8 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rtsp://, http(s)://, /dev/videoN, a video file, or CONFIG.yaml")
     run.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://host:1883")
     run.add_argument("--token", help="shared token required on every HTTP and WebSocket "
-                     "request (default: $FACESTREAM_TOKEN when set)")
-    run.add_argument("--host", help="address the HTTP server listens on (default 127.0.0.1)")
+                     "request; other local users can read it in the process list: prefer "
+                     "$FACESTREAM_TOKEN or --token-file (default: $FACESTREAM_TOKEN when set)")
+    run.add_argument("--token-file", type=Path, metavar="PATH",
+                     help="read the token from the first line of this file")
+    run.add_argument("--host", help="address the HTTP server listens on (default 127.0.0.1; "
+                     "another address needs a token, or --allow-open)")
+    run.add_argument("--allow-open", action="store_true", default=None,
+                     help="listen on a non-loopback --host without a token (anyone who can "
+                     "reach it sees the faces and changes the gallery)")
     run.add_argument("--port", type=int, help="HTTP port (default 8080; 0: any free port)")
     run.add_argument("--sample-fps", type=_positive_float,
                      help="frames analysed per second per camera (default 5)")
@@ -252,8 +259,17 @@ def _run_config(args: argparse.Namespace) -> ServiceConfig:
             if getattr(args, key) is not None:
                 camera[key] = getattr(args, key)
     server = document.setdefault("server", {})
-    token = args.token or os.environ.get("FACESTREAM_TOKEN")
-    for key, value in (("host", args.host), ("port", args.port), ("token", token)):
+    if args.token is not None:
+        log.warning("--token can be read by every local user in the process list; prefer "
+                    "$FACESTREAM_TOKEN or --token-file PATH")
+    secret = (("token", args.token) if args.token is not None else
+              ("token_file", args.token_file) if args.token_file is not None else
+              ("token", os.environ.get("FACESTREAM_TOKEN")))
+    if secret[1] is not None:
+        server.pop("token", None)
+        server.pop("token_file", None)
+    for key, value in (("host", args.host), ("port", args.port), secret,
+                       ("allow_open", args.allow_open)):
         if value is not None:
             server[key] = value
     if isinstance(server.get("token"), SecretStr):
@@ -309,9 +325,10 @@ def _check_files(config: ServiceConfig) -> None:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from stream.service.net import listen
+    from stream.service.net import check_open, listen
 
     config = _run_config(args)
+    check_open(config.server)
     _check_files(config)
     listener = listen(config.server.host, config.server.port)
     from stream.service.app import serve  # imports torch: only once the input is known good

@@ -183,22 +183,77 @@ class EventSettings(_Strict):
 
 
 class ServerSettings(_Strict):
-    """The HTTP server: /events (WebSocket), /healthz, /metrics."""
+    """The HTTP server: /events (WebSocket), /healthz, /metrics, the REST API and the dashboard.
 
-    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all)")
+    ``token_file`` is read when the settings are loaded: its first line becomes ``token``.
+    """
+
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all; without "
+                      "a token only with allow_open)")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0: any free port)")
     token: SecretStr | None = Field(None, description="shared token required on every request "
                                     "(Authorization: Bearer, or ?token=)")
+    token_file: Path | None = Field(None, description="file holding the token (not visible in "
+                                    "the process list, unlike --token); instead of token")
+    allow_open: bool = Field(False, description="listen on a non-loopback address without a "
+                             "token: anyone who reaches it sees the faces and changes the gallery")
+    allowed_origins: list[str] = Field(default_factory=list, description="other web origins "
+                                       "(https://dash.example.com) whose pages may open /events "
+                                       "and make changes; the service's own is always allowed")
+    allowed_hosts: list[str] = Field(default_factory=list, description="host names clients may "
+                                     "use in Host besides IP addresses, localhost and host "
+                                     "(against DNS rebinding); * allows any")
+    max_body_bytes: int = Field(16 * 2**20, ge=1024, le=2**30, description="larger request "
+                                "bodies are refused (413) before they are read")
     client_queue: int = Field(256, ge=1, le=100000, description="events buffered per WebSocket "
                               "client; a slow client loses its oldest")
     ping_interval_s: float = Field(10.0, gt=0, le=600, description="WebSocket ping period")
     ping_timeout_s: float = Field(10.0, gt=0, le=600, description="a client that does not "
                                   "answer a ping within this is disconnected")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _token_from_file(cls, data: object) -> object:
+        if not isinstance(data, dict) or _none_if_empty(data.get("token_file")) is None:
+            return data
+        if _none_if_empty(data.get("token")) is not None:
+            raise ValueError("give token or token_file, not both")
+        path = Path(data["token_file"])
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            raise ValueError(f"cannot read the token file {path} ({reason}); give a readable "
+                             "file holding the token") from None
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise ValueError(f"the token file {path} is empty; put the token on its first line")
+        return {**data, "token": token, "token_file": None}
+
     @field_validator("token", mode="before")
     @classmethod
     def _token(cls, value: object) -> object:
         return _none_if_empty(value)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or \
+                    parts.path not in ("", "/") or parts.query or parts.username:
+                raise ValueError(f"origin {origin!r} must look like https://host or "
+                                 "http://host:port (no path)")
+        return [origin.rstrip("/").lower() for origin in value]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.fullmatch(r"\*|[A-Za-z0-9.-]+", host):
+                raise ValueError(f"host {host!r} must be a host name such as cams.example.com "
+                                 "(no port or scheme), or *")
+        return [host.lower().rstrip(".") for host in value]
 
 
 class TlsSettings(_Strict):

@@ -248,6 +248,8 @@ class Gallery:
         if strangers:
             raise GalleryError(f"{', '.join(strangers)} not of {self.label(identity)}; "
                                f"`facestream gallery show {self.label(identity)}` lists them")
+        if len(set(exemplars)) < len(exemplars) or len(set(appearances)) < len(appearances):
+            raise GalleryError("an exemplar or appearance is given twice; give each once")
         if not exemplars and not appearances:
             raise GalleryError("give the exemplars or appearances to split off")
         if exemplars and len(exemplars) == len(own_exemplars):

@@ -107,7 +107,7 @@ def test_a_client_that_stops_answering_pings_is_disconnected() -> None:
         async with running(bus, ping_interval_s=0.3, ping_timeout_s=0.3) as port:
             # A raw socket that completes the handshake and then never reads nor answers.
             dead = socket.create_connection(("127.0.0.1", port))
-            dead.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            dead.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                          b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                          b"Sec-WebSocket-Version: 13\r\n\r\n")
             deadline = time.monotonic() + 5
@@ -154,7 +154,13 @@ def test_the_token_guards_every_endpoint() -> None:
         bus.publish(event("door"))
         async with running(bus, token=TOKEN) as port:
             base = f"http://127.0.0.1:{port}"
-            for path in ("/healthz", "/metrics"):
+            # Liveness for anyone (container health checks); the details only with the token.
+            status, body = await asyncio.to_thread(_get, base + "/healthz")
+            assert (status, json.loads(body)) == (200, {"status": "ok"})
+            status, body = await asyncio.to_thread(
+                _get, base + "/healthz", {"Authorization": f"Bearer {TOKEN}"})
+            assert status == 200 and json.loads(body) == HEALTHY.model_dump()
+            for path in ("/metrics", "/api/openapi.json"):
                 status, body = await asyncio.to_thread(_get, base + path)
                 assert status == 401 and b"token" in body and b"facestream_" not in body
                 status, _ = await asyncio.to_thread(

@@ -63,6 +63,8 @@ class Live:
         if body is not None:
             data = json.dumps(body).encode()
         request = urllib.request.Request(self.service.base + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         if token is not None:
             request.add_header("Authorization", f"Bearer {token}")
         try:

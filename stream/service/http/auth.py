@@ -9,7 +9,8 @@ from collections.abc import Callable
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from stream.errors import GalleryError
+from stream.errors import GalleryError, StorageError
+from stream.service.http.access import Refusals
 from stream.service.http.openapi import Handler
 
 UNAUTHORIZED = "a valid token is required: send 'Authorization: Bearer TOKEN' or ?token=TOKEN"
@@ -23,6 +24,13 @@ class ApiError(Exception):
         self.status = status
 
 
+def problem(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """``{"error": message}`` with ``status``; text that is not valid Unicode (a lone
+    surrogate from a request) is escaped, never a reason to fail."""
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse({"error": text}, status, headers=headers)
+
+
 def authorized(connection: HTTPConnection, token: str | None) -> bool:
     """Whether the request (or WebSocket handshake) carries ``token``, when one is required."""
     if token is None:
@@ -30,22 +38,32 @@ def authorized(connection: HTTPConnection, token: str | None) -> bool:
     header = connection.headers.get("authorization", "")
     given = header[7:] if header.lower().startswith("bearer ") else connection.query_params.get(
         "token", "")
-    return hmac.compare_digest(given.encode(), token.encode())
+    return hmac.compare_digest(given.encode(errors="replace"), token.encode())
 
 
-def guard(token: str | None) -> Callable[[Handler], Handler]:
-    """Wraps a handler: 401 without ``token``; :class:`ApiError` as its status and a
-    ``GalleryError`` (an operation refused what the request asked) as 400, both as JSON."""
-    def wrap(handler: Handler) -> Handler:
+def refused(connection: HTTPConnection) -> str:
+    """How :class:`Refusals` names a request refused for want of the token."""
+    kind = connection.scope.get("method", "WebSocket")
+    client = connection.client.host if connection.client else "?"
+    return f"{kind} {connection.url.path!r} from {client}: no valid token"
+
+
+def guard(token: str | None, refusals: Refusals) -> Callable[[Handler, bool], Handler]:
+    """Wraps a handler: 401 without ``token`` (unless the route is ``public``);
+    :class:`ApiError` as its status and a ``GalleryError`` (an operation refused what the
+    request asked) as 400, both as JSON."""
+    def wrap(handler: Handler, public: bool) -> Handler:
         async def guarded(request: Request) -> Response:
-            if not authorized(request, token):
-                return JSONResponse({"error": UNAUTHORIZED}, 401,
-                                    headers={"WWW-Authenticate": "Bearer"})
+            if not public and not authorized(request, token):
+                refusals.note(refused(request))
+                return problem(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
             try:
                 return await handler(request)
             except ApiError as error:
-                return JSONResponse({"error": str(error)}, error.status)
+                return problem(error.status, str(error))
+            except StorageError as error:  # the gallery cannot take changes now: retry later
+                return problem(503, str(error))
             except GalleryError as error:
-                return JSONResponse({"error": str(error)}, 400)
+                return problem(400, str(error))
         return guarded
     return wrap

@@ -81,11 +81,15 @@ def render_preview(preview: Preview, width: int = PREVIEW_WIDTH) -> bytes:
         image = image.resize((round(image.width * scale), round(image.height * scale)),
                              Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(image)
+    right, bottom = image.width - 1.0, image.height - 1.0
     for box, person in preview.faces:
-        x1, y1, x2, y2 = (v * scale for v in box)
+        # A face at the frame's edge has a box partly outside it: draw the part inside.
+        x1, x2 = sorted(min(max(v * scale, 0.0), right) for v in (box[0], box[2]))
+        y1, y2 = sorted(min(max(v * scale, 0.0), bottom) for v in (box[1], box[3]))
         colour = (46, 204, 113) if person else (241, 196, 15)
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=2)
         label = person or "?"
-        draw.rectangle((x1, max(0.0, y1 - 14), x1 + 8 * len(label) + 6, y1), fill=colour)
-        draw.text((x1 + 3, max(0.0, y1 - 13)), label, fill=(0, 0, 0))
+        top = y1 - 14 if y1 >= 14 else y1  # above the box, or inside it at the top edge
+        draw.rectangle((x1, top, x1 + 8 * len(label) + 6, top + 14), fill=colour)
+        draw.text((x1 + 3, top + 1), label, fill=(0, 0, 0))
     return jpeg_bytes(np.asarray(image, np.uint8), quality=80)

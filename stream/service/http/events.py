@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 
-from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
 from stream.config import ServerSettings
 from stream.service.bus import EventBus, Subscription
-from stream.service.http.auth import UNAUTHORIZED, authorized
-from stream.service.http.openapi import ANY_EVENT, Operation, Reply, parameter, text
+from stream.service.http.access import Refusals
+from stream.service.http.auth import UNAUTHORIZED, authorized, problem, refused
+from stream.service.http.openapi import ANY_EVENT, Operation, Reply, error, parameter
 from stream.service.metrics import Metrics
 from stream.service.sinks.websocket import WebSocketSink
 
 OPERATION = Operation(
     "WebSocket (upgrade with GET): every event as one JSON text message",
     {101: Reply("switching to the WebSocket protocol; the messages are events", ANY_EVENT),
-     400: text("replay is not a whole number"), 401: text("a token is required")},
+     400: error("replay is not a whole number"), 401: error("a token is required"),
+     403: error("the Host or Origin is not this service's: pages of other sites may not "
+                "read the events")},
     query=(parameter("camera", "only these cameras' events (repeat it, or separate with ,)",
                      {"type": "array", "items": {"type": "string"}}) | {"style": "form",
                                                                          "explode": True},
@@ -39,8 +42,9 @@ class EventsSocket:
     """
 
     def __init__(self, bus: EventBus, settings: ServerSettings, metrics: Metrics,
-                 replay_limit: int) -> None:
+                 replay_limit: int, *, refusals: Refusals) -> None:
         self._bus = bus
+        self._refusals = refusals
         self._settings = settings
         self._metrics = metrics
         self._replay_limit = replay_limit
@@ -52,17 +56,18 @@ class EventsSocket:
     async def handle(self, websocket: WebSocket) -> None:
         """Serve one client until it leaves or the endpoint closes."""
         if not authorized(websocket, self._token):
-            await websocket.send_denial_response(PlainTextResponse(UNAUTHORIZED, 401))
+            self._refusals.note(refused(websocket))
+            await websocket.send_denial_response(problem(401, UNAUTHORIZED))
             return
         params = websocket.query_params
         cameras = [name for value in params.getlist("camera") for name in value.split(",")
                    if name]
-        try:
-            replay = min(max(int(params.get("replay", "0")), 0), self._replay_limit)
-        except ValueError:
-            await websocket.send_denial_response(PlainTextResponse(
-                "replay must be a whole number of events", 400))
+        replay_text = params.get("replay", "0")
+        if not re.fullmatch(r"-?[0-9]{1,9}", replay_text):  # ASCII digits, not "١"
+            await websocket.send_denial_response(problem(
+                400, "replay must be a whole number of events"))
             return
+        replay = min(max(int(replay_text), 0), self._replay_limit)
         async with WebSocketSink(websocket, self._settings) as sink:
             subscription = self._bus.subscribe(sink.queue, cameras=cameras or None,
                                                replay=replay, consumer=sink.consumer)

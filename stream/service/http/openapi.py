@@ -63,22 +63,32 @@ def error(description: str) -> Reply:
 
 
 UNAUTHORIZED = error("a token is required (the service was started with one)")
+FORBIDDEN = error("the Host or Origin is not this service's (server.allowed_hosts, "
+                  "server.allowed_origins)")
+TOO_LARGE = error("the body is larger than server.max_body_bytes")
+NOT_JSON = error("a body that is not sent as application/json")
 
 
 class Api:
     """Collects routes (Starlette's) and the operations that describe them."""
 
-    def __init__(self, guard: Callable[[Handler], Handler]) -> None:
-        self._guard = guard
+    def __init__(self, guard: Callable[[Handler, bool], Handler]) -> None:
+        self._guard = guard  # (handler, public): the handler behind the token, errors as JSON
         self.routes: list[BaseRoute] = []
         self._operations: list[tuple[str, str, Operation]] = []
 
-    def add(self, method: str, path: str, handler: Handler, operation: Operation) -> None:
-        """Serve ``handler`` behind the guard (token, errors as JSON); a 401 is documented."""
-        self.routes.append(Route(path, self._guard(handler), methods=[method]))
+    def add(self, method: str, path: str, handler: Handler, operation: Operation, *,
+            public: bool = False) -> None:
+        """Serve ``handler`` behind the guard (the token unless ``public``, errors as JSON);
+        a 401 is documented."""
+        self.routes.append(Route(path, self._guard(handler, public), methods=[method]))
+        replies = {**operation.replies, 403: FORBIDDEN}
+        if not public:
+            replies[401] = UNAUTHORIZED
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            replies |= {413: TOO_LARGE, 415: NOT_JSON}
         self._operations.append((path, method, Operation(
-            operation.summary, {**operation.replies, 401: UNAUTHORIZED}, operation.body,
-            operation.query)))
+            operation.summary, replies, operation.body, operation.query)))
 
     def websocket(self, path: str, handler: ASGIApp | Callable[..., Awaitable[None]],
                   operation: Operation) -> None:
@@ -111,7 +121,8 @@ class Api:
             "openapi": "3.1.0",
             "info": {"title": "facestream", "version": "1",
                      "description": "The live service: events, health, metrics and the gallery. "
-                                    "With a token (--token), every route requires it."},
+                                    "With a token, every route but /healthz requires it; "
+                                    "/healthz tells the details only with it."},
             "paths": paths,
             "components": {"schemas": schemas, "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from stream.types import (
 if TYPE_CHECKING:
     from stream.pipeline.live import Engine  # the models' thread: torch
 
+PERSON_ID = re.compile(r"[pP]?([0-9]+)")
 CALL_TIMEOUT_S = 30.0  # an operation the model thread has not run by then is given up
 T = TypeVar("T")
 Body = TypeVar("Body", bound="_Body")
@@ -121,21 +123,35 @@ class Person(PersonSummary):
 async def _body(request: Request, model: type[Body]) -> Body:
     try:
         body = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         raise ApiError(400, "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # ValueError: a lone surrogate, such as "\ud800"
+        raise ApiError(400, "the body's text must be valid Unicode (it holds a lone "
+                       "surrogate)") from None
     try:
         return model.model_validate(body)
     except ValidationError:
         raise ApiError(400, model.usage) from None
 
 
+def _number(label: str, status: int) -> int:
+    """The identity number of a person ID (``p12`` or ``12``, ASCII digits only: ``p١`` is not
+    ``p1``); ``status`` when ``label`` is not an ID, 404 when it is one no gallery holds."""
+    match = PERSON_ID.fullmatch(label)
+    shown = repr(label if len(label) <= 40 else label[:40] + "...")
+    if match is None:
+        raise ApiError(status, f"{shown} is not a person ID; IDs look like p12")
+    if len(match[1]) > 18:  # beyond SQLite's 64-bit integers (and Python's int() limit)
+        raise ApiError(404, f"there is no person {shown}")
+    return int(match[1])
+
+
 def _path_identity(request: Request) -> int:
-    try:
-        return Gallery.number(request.path_params["id"])
-    except GalleryError as problem:
-        raise ApiError(404, str(problem)) from None
+    return _number(request.path_params["id"], 404)
 
 
 def _require(gallery: Gallery, identity: int) -> None:
@@ -276,11 +292,7 @@ class PersonsApi:
     async def merge(self, request: Request) -> Response:
         """``POST /api/persons/{id}/merge`` with ``{"other": "p4"}``: p4 becomes {id}."""
         keep = _path_identity(request)
-        other = (await _body(request, Merge)).other
-        try:
-            gone = Gallery.number(other)
-        except GalleryError as problem:
-            raise ApiError(400, str(problem)) from None
+        gone = _number((await _body(request, Merge)).other, 400)
         if gone == keep:
             raise ApiError(409, f"cannot merge {Gallery.label(keep)} with itself")
 
