@@ -8,8 +8,9 @@
     │   ├── ConfigError         a configuration file or value is invalid (names the line)
     │   └── GalleryError        the gallery cannot be used or refuses the change asked
     │       ├── NotFoundError   no such person, exemplar or appearance in the gallery
-    │       └── ConflictError   the change contradicts the gallery's state (already known,
+    │       ├── ConflictError   the change contradicts the gallery's state (already known,
     │                           merge with itself, the gallery is in use elsewhere)
+    │       └── StorageError    the gallery cannot be written now (disk full, locked): retry
     ├── OutputError             the output directory cannot be written
     └── ModelError              model weights are missing, corrupt or cannot be fetched
 
@@ -48,6 +49,11 @@ class NotFoundError(GalleryError):
 
 class ConflictError(GalleryError):
     """The change asked contradicts the gallery as it is."""
+
+
+class StorageError(GalleryError):
+    """The gallery's store cannot take the change now (its disk is full, it is locked or
+    read-only); nothing of the change was kept, and it may succeed later."""
 
 
 class OutputError(StreamError):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import io
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -39,6 +41,19 @@ if TYPE_CHECKING:
     from stream.vision.executor import VisionWorker
 
 Document = dict[str, Any]
+MAX_PHOTOS = 24  # per enrollment (and at most the gallery's exemplars per person)
+MAX_PHOTO_PIXELS = 50_000_000  # refused before decoding: a small file can hold a huge picture
+MAX_PHOTO_SIDE = 1600  # photos are scaled down to this when decoded: faces need no more
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo to enroll: ``name`` says where it came from (``photo:NAME`` is stored
+    with its exemplar, ``label`` begins the messages about it)."""
+
+    name: str
+    label: str
+    image: ImageArray
 
 
 def person_summary(gallery: Gallery, identity: int) -> Document:
@@ -134,18 +149,53 @@ def open_file(path: Path) -> Gallery:
     return Gallery(open_store(path, embedder=embedder, version=version, dim=dim, create=False))
 
 
-def enroll(gallery: Gallery, worker: VisionWorker, photos: list[Path], name: str | None, *,
-           force: bool = False) -> IdentityCreated:
-    """A new person from photos of them, each holding exactly one good face: one exemplar per
-    photo. Refused when the gallery knows the face already, unless ``force``."""
+def read_photos(photos: Sequence[Path | bytes]) -> list[Photo]:
+    """Decode photos to enroll (files, or the bytes of an upload, never written to disk):
+    at most :data:`MAX_PHOTOS`, each of at most :data:`MAX_PHOTO_PIXELS` (checked before it is
+    decoded) and scaled down to :data:`MAX_PHOTO_SIDE`. Run it where a slow decode harms
+    nobody (not in the model thread)."""
+    if not 1 <= len(photos) <= MAX_PHOTOS:
+        raise GalleryError(f"give 1 to {MAX_PHOTOS} photos of the person")
+    loaded = []
+    for number, photo in enumerate(photos, 1):
+        source: Path | IO[bytes]
+        if isinstance(photo, Path):
+            name, label, source = photo.name, str(photo), photo
+        else:
+            name = label = f"photo{number}"
+            source = io.BytesIO(photo)
+        try:
+            image = _rgb(source, max_side=MAX_PHOTO_SIDE)
+        except Image.DecompressionBombError as error:
+            raise GalleryError(f"{label}: {error} is too large; give a photo of at most "
+                               f"{MAX_PHOTO_PIXELS // 1_000_000} megapixels") from None
+        except UnidentifiedImageError:
+            raise GalleryError(f"{label}: not an image (or a damaged one); give a JPEG or PNG "
+                               "photo") from None
+        except OSError as error:
+            raise GalleryError(f"{label} cannot be read ({error.strerror or error}); give the "
+                               "path of a photo") from None
+        loaded.append(Photo(name, label, image))
+    return loaded
+
+
+def enroll(gallery: Gallery, worker: VisionWorker, photos: Sequence[Path | bytes | Photo],
+           name: str | None, *, force: bool = False) -> IdentityCreated:
+    """A new person from photos of them (files, uploads, or decoded by :func:`read_photos`
+    beforehand), each holding exactly one good face: one exemplar per photo. Refused when the
+    gallery knows the face already, unless ``force``."""
     name = _clean_name(name)
     embedder = worker.embedder
     if gallery.store.embedder != (embedder.name, embedder.version):
         raise GalleryError(f"the gallery was built with {gallery.store.embedder[0]}, not "
                            f"{embedder.name}; enroll with --embedder {gallery.store.embedder[0]}")
-    if not 1 <= len(photos) <= gallery.max_exemplars:
-        raise GalleryError(f"give 1 to {gallery.max_exemplars} photos of the person")
-    faces = [_photo_face(worker, photo) for photo in photos]
+    limit = min(MAX_PHOTOS, gallery.max_exemplars)
+    if not 1 <= len(photos) <= limit:
+        raise GalleryError(f"give 1 to {limit} photos of the person")
+    decoded = [photo for photo in photos if isinstance(photo, Photo)]
+    if len(decoded) < len(photos):
+        decoded = read_photos([photo for photo in photos if not isinstance(photo, Photo)])
+    faces = [_photo_face(worker, photo) for photo in decoded]
     nearest = gallery.search(template(np.stack([vector for vector, _, _ in faces]))[None], 1)
     known, distance = int(nearest.identities[0, 0]), float(nearest.distances[0, 0])
     if known >= 0 and distance < embedder.threshold and not force:
@@ -157,7 +207,7 @@ def enroll(gallery: Gallery, worker: VisionWorker, photos: list[Path], name: str
     with gallery.store.transaction():
         identity = gallery.store.create_identity()
         gallery.store.rename(identity, name)
-        for photo, (vector, quality, face) in zip(photos, faces, strict=True):
+        for photo, (vector, quality, face) in zip(decoded, faces, strict=True):
             gallery.store.add_exemplar(identity, vector, quality=quality,
                                        source=f"photo:{photo.name}", face=face)
     gallery.reload()
@@ -165,28 +215,30 @@ def enroll(gallery: Gallery, worker: VisionWorker, photos: list[Path], name: str
                            imported=None, time=time.time())
 
 
-def _rgb(source: Path | IO[bytes]) -> ImageArray:
-    """The pixels of an image file, turned upright as its EXIF says (phones rotate that way)."""
+def _rgb(source: Path | IO[bytes], *, max_side: int | None = None) -> ImageArray:
+    """The pixels of an image file, turned upright as its EXIF says (phones rotate that way),
+    scaled down to ``max_side``. Pictures of more than :data:`MAX_PHOTO_PIXELS` are refused
+    before they are decoded (``DecompressionBombError``)."""
     with Image.open(source) as opened:
-        return np.array(ImageOps.exif_transpose(opened).convert("RGB"))
+        if opened.width * opened.height > MAX_PHOTO_PIXELS:
+            raise Image.DecompressionBombError(f"{opened.width}x{opened.height} pixels")
+        if max_side is not None:
+            opened.draft("RGB", (max_side, max_side))  # JPEG: decode at a fraction of the size
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+        if max_side is not None:
+            image.thumbnail((max_side, max_side))
+        return np.array(image)
 
 
-def _photo_face(worker: VisionWorker, photo: Path) -> tuple[FloatArray, float, bytes]:
+def _photo_face(worker: VisionWorker, photo: Photo) -> tuple[FloatArray, float, bytes]:
     """The embedding, quality and JPEG crop of the one good face of ``photo``."""
-    try:
-        image = _rgb(photo)
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise GalleryError(f"{photo}: not an image (or a damaged one); give a JPEG or PNG "
-                           "photo") from None
-    except OSError as error:
-        raise GalleryError(f"{photo} cannot be read ({error.strerror or error}); give the "
-                           "path of a photo") from None
+    image, label = photo.image, photo.label
     found = worker.process([Frame(0, 0.0, image)])[0]
     if len(found.faces) == 0:
-        raise GalleryError(f"{photo}: no face found; give a photo where the face is clearly "
+        raise GalleryError(f"{label}: no face found; give a photo where the face is clearly "
                            "visible")
     if len(found.faces) > 1:
-        raise GalleryError(f"{photo}: {len(found.faces)} faces found; crop it to the one "
+        raise GalleryError(f"{label}: {len(found.faces)} faces found; crop it to the one "
                            "person")
     if not found.good[0]:
         gate = worker.gate
@@ -199,7 +251,7 @@ def _photo_face(worker: VisionWorker, photo: Path) -> tuple[FloatArray, float, b
             why = "not clear enough (turned away or covered?)"
         else:
             why = "too blurred"
-        raise GalleryError(f"{photo}: the face is {why}; give a closer, sharper, well-lit "
+        raise GalleryError(f"{label}: the face is {why}; give a closer, sharper, well-lit "
                            "photo of the face from the front")
     crop = face_crop(image, found.faces.boxes[0])
     return found.embeddings[0], float(found.quality[0]), jpeg_bytes(crop)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import random
 
+REFUSED_FACTOR = 10.0  # a server that refused is first retried this many times later...
+REFUSED_MAX_S = 3600.0  # ...and at least once an hour
+
 
 class Backoff:
     """Delays between retries: the ceiling starts at ``initial_s``, is multiplied by ``factor``
@@ -38,3 +41,11 @@ class Backoff:
     def reset(self) -> None:
         """Start again from ``initial_s`` (call it once a connection worked)."""
         self._ceiling = self.initial_s
+
+    def refused(self) -> Backoff:
+        """The backoff after a server refused (no such stream, a wrong password): it starts at
+        :data:`REFUSED_FACTOR` times this one's longest delay and grows to
+        :data:`REFUSED_MAX_S`, so that retries do not lock an account or flood a log."""
+        max_s = max(REFUSED_MAX_S, self.max_s)
+        return Backoff(min(self.max_s * REFUSED_FACTOR, max_s), max_s, factor=self.factor,
+                       jitter=self.jitter, rng=self._rng)

@@ -204,7 +204,9 @@ def prefetch(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
 
 # Live sources: cameras read in their own threads, newest frame wins.
 
-CameraState = Literal["connecting", "streaming", "reconnecting", "failed", "stopped"]
+# "refused": the server answered, but will not serve the stream (404 Not Found, 401
+# Unauthorized): retried much later than a connection that failed (see Backoff.refused).
+CameraState = Literal["connecting", "streaming", "reconnecting", "refused", "failed", "stopped"]
 # PyAV's read timeout; its interrupt is the only way into a blocked read, so reads give up this
 # often to look at the stop flag (and resume where they were when it is not set).
 POLL_S = 0.2
@@ -212,7 +214,8 @@ POLL_S = 0.2
 
 @dataclass(frozen=True)
 class CameraStatus:
-    """A camera's change of state, with why (for "reconnecting", "failed", "stopped")."""
+    """A camera's change of state, with why (for "reconnecting", "refused", "failed",
+    "stopped")."""
 
     camera: str
     state: CameraState
@@ -236,6 +239,10 @@ class _SourceLostError(Exception):
     """A live source stopped delivering video; the message is the reason."""
 
 
+class _RefusedError(_SourceLostError):
+    """The server answered with a refusal (4xx) that retrying soon will not change."""
+
+
 def _describe(error: Exception) -> str:
     """A one-line reason for ``error`` without the URL (FFmpeg's message names the file)."""
     if isinstance(error, av.FFmpegError | OSError) and error.strerror:
@@ -247,8 +254,9 @@ class Camera:
     """Reads one source in its own thread and keeps only the newest sampled frame (latest wins).
 
     Network streams and webcams are reconnected forever with capped, jittered exponential
-    backoff; files play at their own rate (``realtime``) or as fast as they decode, and loop
-    when asked. Changes of state go to ``on_status``, called from the camera's thread.
+    backoff (much slower after the server refused the stream, the ``refused`` state); files
+    play at their own rate (``realtime``) or as fast as they decode, and loop when asked.
+    Changes of state go to ``on_status``, called from the camera's thread.
 
     A file with ``drop: false`` is handed over losslessly instead: the decoder waits for the
     models, and frames go in batches of ``batch`` consecutive frames, the batches
@@ -324,7 +332,8 @@ class Camera:
                 self._offered_all = True
         self.stats.state, self.stats.reason = state, reason
         if state != "connecting":  # logged with its URL where it begins
-            level = logging.WARNING if state in ("reconnecting", "failed") else logging.INFO
+            level = (logging.WARNING if state in ("reconnecting", "refused", "failed")
+                     else logging.INFO)
             log.log(level, "camera %s: %s%s%s", self.name, state,
                     f" ({reason})" if reason else "",
                     f"; retrying in {retry_in_s:.1f} s" if retry_in_s is not None else "")
@@ -415,22 +424,24 @@ class Camera:
         log.info("camera %s: connecting to %s", self.name, redact_url(self.config.url))
         self._report("connecting")
         backoff = self.settings.backoff()
+        refused = backoff.refused()
         while not self._stop.is_set():
-            delivered, reason = self._session()
+            delivered, reason, refusal = self._session()
             if self._stop.is_set():
                 break
             if delivered:
                 backoff.reset()
-            delay = backoff.next_delay()
+                refused.reset()
+            delay = refused.next_delay() if refusal else backoff.next_delay()
             self.stats.reconnects += 1
-            self._report("reconnecting", reason, delay)
+            self._report("refused" if refusal else "reconnecting", reason, delay)
             self._stop.wait(delay)
         self._report("stopped", "shut down")
 
-    def _session(self) -> tuple[bool, str]:
+    def _session(self) -> tuple[bool, str, bool]:
         """One connection: hand over frames until the source fails, ends or ``stop()``.
 
-        Returns whether frames came and why the connection ended.
+        Returns whether frames came, why the connection ended, and whether the server refused.
         """
         delivered = offered = False
         sampler = Sampler(self.config.sample_fps)
@@ -438,7 +449,7 @@ class Camera:
         try:
             container = self._open()
             if container is None:
-                return False, "stopped"
+                return False, "stopped", False
             with container:
                 if not container.streams.video:
                     raise _SourceLostError("the source has no video stream")
@@ -457,8 +468,8 @@ class Camera:
                             self.stats.reconnects > 0 and not offered)))
                         offered = True
         except (_SourceLostError, av.FFmpegError, OSError) as error:
-            return delivered, _describe(error)
-        return delivered, "the stream ended"
+            return delivered, _describe(error), isinstance(error, _RefusedError)
+        return delivered, "the stream ended", False
 
     def _open(self) -> InputContainer | None:
         """Open the source, or ``None`` when ``stop()`` comes first.
@@ -478,6 +489,9 @@ class Camera:
                 result.put(av.open(url, format=source_format, options=options,
                                    timeout=timeout))
             except Exception as error:  # handed to the camera's thread
+                if isinstance(error, av.HTTPClientError):  # RTSP and HTTP: 401, 403, 404...
+                    result.put(_RefusedError(f"the server refused: {_describe(error)}"))
+                    return
                 # A timed-out open can surface as any error (RTSP: "invalid data")
                 if time.monotonic() - started >= self.settings.connect_timeout_s:
                     reason = f"no answer within {self.settings.connect_timeout_s:g} s"

@@ -138,11 +138,18 @@ class Gallery:
                face: bytes | None = None) -> int:
         """A new identity holding (a diverse subset of) ``embeddings``; returns its number."""
         self._check(embeddings)
-        with self.store.transaction():
-            identity = self.store.create_identity()
-            self._members[identity] = []
-            self.highest = max(self.highest, identity)
-            self._add(identity, embeddings, quality, source, face)
+        highest, identity = self.highest, 0
+        try:
+            with self.store.transaction():
+                identity = self.store.create_identity()
+                self._members[identity] = []
+                self.highest = max(self.highest, identity)
+                self._add(identity, embeddings, quality, source, face)
+        except BaseException:  # the store kept nothing (a full disk): neither does the index
+            if identity in self._members:
+                self._drop(identity)
+            self.highest = highest
+            raise
         return identity
 
     def add_exemplars(self, identity: int, embeddings: FloatArray, *, quality: float = 1.0,
@@ -152,8 +159,15 @@ class Gallery:
         if identity not in self._members:
             raise KeyError(f"unknown identity {identity}")
         self._check(embeddings)
-        with self.store.transaction():
-            return self._add(identity, embeddings, quality, source, face)
+        try:
+            with self.store.transaction():
+                return self._add(identity, embeddings, quality, source, face)
+        except BaseException:  # the store kept none of it (a full disk): index it as stored
+            self._drop(identity)
+            self._members[identity] = []
+            for exemplar in self.store.exemplars(identity):
+                self._index_exemplar(identity, exemplar.id, exemplar.vector, exemplar.quality)
+            raise
 
     def _add(self, identity: int, embeddings: FloatArray, quality: float, source: str,
              face: bytes | None) -> int:

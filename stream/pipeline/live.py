@@ -3,6 +3,11 @@ models together, identities from one gallery shared by all cameras, and appearan
 
 The thread owns the models, the device, the trackers and the gallery; nothing else touches them.
 It never waits on a consumer: events leave through ``emit``, which must not block.
+
+Nothing outside the thread may stop it: it looks at the gallery every second for changes made
+by other processes (``facestream gallery ... delete`` while the service runs) and reconciles its
+tracks with them; a write the gallery refuses (a full disk) is reported in
+:attr:`Engine.persistence_error` and the metrics and retried, while analysis and events go on.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from stream.config import EngineSettings, EventSettings
-from stream.errors import GalleryError
+from stream.errors import GalleryError, StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import template
 from stream.pipeline.lane import Lane, identifying_lane
@@ -34,6 +39,8 @@ T = TypeVar("T")
 SAVE_EVERY_S = 2.0  # open appearances are written to the gallery this often
 RETIRE_EVERY_S = 3600.0  # retention is applied at start and then this often
 FPS_WINDOW_S = 5.0  # the analysis rate shown for a camera is over this long
+REFRESH_EVERY_S = 1.0  # others' changes to the gallery are looked for this often
+UNRECORDED_MAX = 1000  # ended appearances kept for a retry while the gallery takes no writes
 
 
 @dataclass
@@ -91,6 +98,11 @@ class Engine:
             for camera in cameras]
         self._recorder = AppearanceRecorder(gallery, wall_clock=True)
         self._saved_at = time.monotonic()
+        self._refreshed_at = time.monotonic()
+        self._reload = False  # the last refresh failed: read the whole gallery again
+        # Ended appearances the gallery refused (a full disk), oldest first, retried on saves;
+        # beyond UNRECORDED_MAX the oldest are lost (the disk has been full for long).
+        self._unrecorded: deque[tuple[str, list[PersonLeft]]] = deque(maxlen=UNRECORDED_MAX)
         self._frame_ready = frame_ready
         self._max_batch = engine.max_batch_frames
         self._emit = emit
@@ -101,6 +113,8 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="models", daemon=True)
         self._finished = threading.Event()
         self.error: BaseException | None = None
+        # Why the gallery refused the last write (``None`` once writes succeed again).
+        self.persistence_error: str | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -161,6 +175,9 @@ class Engine:
         for command, future in self._commands_waiting():
             try:
                 future.set_result(command())
+            except StorageError as error:  # the caller's to report, and the service's
+                self._persistence_failed(error)
+                future.set_exception(error)
             except Exception as error:  # the caller's to report
                 future.set_exception(error)
             self._reconcile()
@@ -176,6 +193,33 @@ class Engine:
             for appearance in state.lane.appearances.open():
                 if Gallery.number(appearance.person) not in self.gallery:
                     self._send(state, state.lane.end(appearance.person, now))
+            preview = state.preview
+            if preview is not None and any(
+                    person is not None and Gallery.number(person) not in self.gallery
+                    for _, person in preview.faces):
+                state.preview = None  # it shows a removed person's face
+
+    def _refresh(self) -> None:
+        """Take in the changes other processes made to the gallery, and finish erasures that
+        their reads held up. Reading the gallery may fail (it is being replaced, say): the
+        next look reads all of it again."""
+        self._refreshed_at = time.monotonic()
+        try:
+            if self._reload:
+                self.gallery.reload()
+                self._reload, changed = False, True
+            else:
+                changed = bool(self.gallery.refresh())
+            self.gallery.store.complete_erasures(wait_ms=0)
+        except StorageError as error:
+            self._persistence_failed(error)
+            return
+        except Exception:  # the gallery as another process left it: never fatal here
+            log.exception("reading the changes to the gallery failed; reading it again")
+            self._reload = True
+            return
+        if changed:
+            self._reconcile()
 
     def reject(self, identity: int, camera: str) -> int:
         """"Not this person": the tracks now assigned ``identity`` on ``camera`` are not them.
@@ -200,6 +244,8 @@ class Engine:
                 self._frame_ready.wait(0.25)
                 self._frame_ready.clear()
                 self._run_commands()
+                if time.monotonic() - self._refreshed_at >= REFRESH_EVERY_S:
+                    self._refresh()
                 self.step()
             self._run_commands()
             self.step()
@@ -241,7 +287,11 @@ class Engine:
         if self._retention_s and time.monotonic() - self._retired_at >= RETIRE_EVERY_S:
             self._retired_at = time.monotonic()
             self._save_open_appearances()  # people present now are seen now
-            gone = self.gallery.retire(time.time() - self._retention_s)
+            try:
+                gone = self.gallery.retire(time.time() - self._retention_s)
+            except StorageError as error:
+                self._persistence_failed(error)
+                gone = []
             if gone:
                 log.info("retention: removed %d unnamed people not seen for %g days",
                          len(gone), self._retention_s / 86400)
@@ -261,7 +311,11 @@ class Engine:
             name = state.camera.name
             self._metrics.frames_analyzed.labels(name).inc()
             self._metrics.faces.labels(name).inc(len(result.faces))
-            step = state.lane.take(result, time.time())
+            try:
+                step = state.lane.take(result, time.time())
+            except StorageError as error:  # a new person or exemplar could not be stored:
+                self._persistence_failed(error)  # their track is decided again next frame
+                continue
             state.analysed_at.append(time.monotonic())
             state.frames_analyzed += 1
             state.preview = Preview(frame.image, [
@@ -279,14 +333,35 @@ class Engine:
             self._send(state, state.lane.finish(time.time()))
 
     def _save_open_appearances(self) -> None:
+        """Write the open appearances, and the ended ones a full disk held back."""
         self._saved_at = time.monotonic()
-        self._recorder.save_open({state.source: state.lane.appearances.open()
-                                  for state in self._cameras})
+        try:
+            self._recorder.save_open({state.source: state.lane.appearances.open()
+                                      for state in self._cameras})
+            while self._unrecorded:
+                source, left = self._unrecorded[0]
+                self._recorder.record(source, left)
+                self._unrecorded.popleft()
+        except StorageError as error:
+            self._persistence_failed(error)
+            return
+        if self.persistence_error is not None:
+            log.info("the gallery takes writes again")
+            self.persistence_error = None
+            self._metrics.persistence_failing.set(0)
+
+    def _persistence_failed(self, error: StorageError) -> None:
+        """A write the gallery refused: reported, counted, and retried by the next save."""
+        if self.persistence_error is None:
+            log.error("%s; analysis goes on, and the writes are retried", error)
+        self.persistence_error = str(error)
+        self._metrics.persistence_failures.inc()
+        self._metrics.persistence_failing.set(1)
 
     def _send(self, state: _Camera, events: list[Event]) -> None:
         left = [event for event in events if isinstance(event, PersonLeft)]
         if left:
+            self._unrecorded.append((state.source, left))
             self._save_open_appearances()
-            self._recorder.record(state.source, left)
         for event in events:
             self._emit(event)

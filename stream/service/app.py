@@ -138,7 +138,8 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
         return Health(status="ok" if engine.error is None else "failing",
                       uptime_s=round(time.monotonic() - started, 1),
                       cameras={camera.name: camera.stats.state for camera in cameras},
-                      identities=len(engine.gallery), present=engine.present())
+                      identities=len(engine.gallery), present=engine.present(),
+                      persistence_error=engine.persistence_error)
 
     app, events_socket = build_app(bus, config.server, metrics,
                                    replay_limit=config.events.replay, health=health,

@@ -12,16 +12,17 @@ import dataclasses
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from stream.codec import Document, EventEncoder
 from stream.service.metrics import Metrics
-from stream.types import Event, EventsDropped
+from stream.types import Event, EventsDropped, IdentityDeleted, IdentityMerged
 
 E = TypeVar("E", bound=Event)
 ENCODED_CACHE = 1024  # events whose JSON is kept for the consumers still to be sent them
+PERSON_FIELDS = ("person", "merged", "new_person")  # the fields of an event that name a person
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ class Subscription:
         """The wire form of ``event`` (encoded once for every consumer)."""
         return self._bus.encoded(event)
 
+    def on_removed(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(person)`` when an event removes ``person`` from the gallery, before
+        that event is queued here (see :meth:`EventBus.on_removed`)."""
+        self._bus.on_removed(hook)
+
     def close(self) -> None:
         """Stop receiving; queued events can still be taken, then :meth:`get` raises EOFError."""
         if not self.closed:
@@ -91,9 +97,29 @@ class Subscription:
             self._wakeup.set()
 
 
+def removed_person(event: Event) -> str | None:
+    """The ID an event takes out of the gallery (deleted, forgotten or merged away), if any."""
+    if isinstance(event, IdentityDeleted):
+        return event.person
+    if isinstance(event, IdentityMerged):
+        return event.merged
+    return None
+
+
+def names(event: Event, person: str) -> bool:
+    """Whether ``event`` is about ``person``."""
+    return any(getattr(event, key, None) == person for key in PERSON_FIELDS)
+
+
 class EventBus:
     """Stamps each event with a per-process sequence number, keeps the most recent ones for
     replay, and offers each to every matching subscription.
+
+    An event that removes an ID from the gallery (``identity.deleted``, ``identity.merged``)
+    purges the bus of that person: their earlier events leave the replay buffer and the encoded
+    cache (faces and names are not kept for new clients), and the callbacks given to
+    :meth:`on_removed` are told, before any consumer is offered the event. Events already
+    queued for a consumer are still sent, in order, before it.
 
     With ``metrics``, counts events by type, their latency, and each consumer's drops.
     """
@@ -107,12 +133,21 @@ class EventBus:
         self._consumers: set[str] = set()
         self._encoded: OrderedDict[int, Encoded] = OrderedDict()
         self._seq = 0
+        self._removed_hooks: list[Callable[[str], None]] = []
         self.published = 0
+
+    def on_removed(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(person)`` whenever an event removes ``person`` from the gallery, before
+        it is offered to anyone (a sink's own copies of the person go then)."""
+        self._removed_hooks.append(hook)
 
     def publish(self, event: E) -> E:
         """Stamp ``event`` with the next ``seq`` and deliver it; returns the stamped event."""
         self._seq += 1
         stamped = dataclasses.replace(event, seq=self._seq)
+        removed = removed_person(stamped)
+        if removed is not None:
+            self._purge(removed)
         self._recent.append(stamped)
         self.published += 1
         if self._metrics is not None:
@@ -124,6 +159,17 @@ class EventBus:
             if subscription.wants(stamped):
                 subscription.offer(stamped)
         return stamped
+
+    def _purge(self, person: str) -> None:
+        """Forget every copy of ``person``'s events that the bus keeps for later."""
+        kept = [event for event in self._recent if not names(event, person)]
+        self._recent.clear()
+        self._recent.extend(kept)
+        for seq in [seq for seq, encoded in self._encoded.items()
+                    if any(encoded.document.get(key) == person for key in PERSON_FIELDS)]:
+            del self._encoded[seq]
+        for hook in self._removed_hooks:
+            hook(person)
 
     def encoded(self, event: Event) -> Encoded:
         """The wire form of ``event``, cached by ``seq`` for the consumers still to send it

@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 
 from stream.sources import Camera
 
-CAMERA_STATES = ("connecting", "streaming", "reconnecting", "failed", "stopped")
+CAMERA_STATES = ("connecting", "streaming", "reconnecting", "refused", "failed", "stopped")
 
 
 class _CameraCollector(Collector):
@@ -83,6 +83,10 @@ class Metrics:
                                 registry=r)
         self.events_dropped = Counter("facestream_events_dropped", "Events a consumer lost "
                                       "because it fell behind", ["consumer"], registry=r)
+        self.persistence_failures = Counter("facestream_persistence_failures", "Writes to the "
+                                            "gallery that failed (they are retried)", registry=r)
+        self.persistence_failing = Gauge("facestream_persistence_failing", "1 while the gallery "
+                                         "refuses writes (a full disk)", registry=r)
         self.mqtt_connected = Gauge("facestream_mqtt_connected", "1 while connected to the MQTT "
                                     "broker", registry=r)
 

@@ -6,7 +6,8 @@ re-embedding), appearances and "not this person" marks. Every method is its own 
 unless called inside :meth:`GalleryStore.transaction`, so a process killed at any moment leaves
 the store as of its last completed change. A store knows nothing of FAISS or the models:
 :class:`stream.identity.gallery.Gallery` keeps its index in step with the store, and learns of
-the changes others made through :meth:`GalleryStore.changes_since`.
+the changes others made through :meth:`GalleryStore.changes_since`. A write the store cannot
+make now (a full disk) raises :class:`~stream.errors.StorageError` and keeps nothing of it.
 """
 
 from __future__ import annotations
@@ -164,7 +165,13 @@ class GalleryStore(Protocol):
 
     def erase(self, identity: int) -> None:
         """As :meth:`delete_identity`, and the space it took is overwritten, so nothing of it
-        can be recovered from the store (privacy requests)."""
+        can be recovered from the store (privacy requests). When other readers keep the old
+        data alive, the overwrite is left pending for :meth:`complete_erasures`."""
+        ...
+
+    def complete_erasures(self, *, wait_ms: int = 100) -> bool:
+        """Finish the pending overwrites of earlier erasures (waiting up to ``wait_ms`` for
+        readers); returns whether none is pending now."""
         ...
 
     def unnamed_unseen_since(self, cutoff: float) -> list[int]:
@@ -197,7 +204,8 @@ class GalleryStore(Protocol):
     # Appearances
 
     def add_appearance(self, identity: int, source: str, start: float, end: float) -> int:
-        """Record that ``identity`` was seen on ``source`` from ``start`` to ``end``."""
+        """Record that ``identity`` was seen on ``source`` from ``start`` to ``end``
+        (:class:`~stream.errors.NotFoundError` when the identity is gone)."""
         ...
 
     def extend_appearance(self, appearance: int, end: float) -> None:

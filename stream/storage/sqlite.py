@@ -3,10 +3,14 @@
 Changes are logged (which identity, by which store) in the ``changes`` table, so other stores on
 the same file, in this process or another, learn of them: ``PRAGMA data_version`` tells cheaply
 whether any other connection committed since the last look.
+
+Writes that the file system refuses (a full disk, a read-only or locked file) raise
+:class:`~stream.errors.StorageError`, with nothing of the change kept.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 import uuid
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import GalleryError, NotFoundError
+from stream.errors import GalleryError, NotFoundError, StorageError
 from stream.storage.base import AppearanceRecord, Changes, Exemplar, IdentityRecord, IndexRows
 from stream.types import FloatArray
 
@@ -60,6 +64,13 @@ CREATE TABLE IF NOT EXISTS changes (  -- no foreign key: deleted identities are 
 """
 KEEP_CHANGES = 10_000  # a store further behind than this reloads everything
 PRUNE_EVERY = 1_000
+# An erasure waits this long for other connections still reading the old pages; when they are
+# still there, it is finished later (complete_erasures), by this store or the next to open.
+ERASE_WAIT_MS = 100
+CLOSE_WAIT_MS = 5_000
+BUSY_TIMEOUT_MS = 5_000  # sqlite3's default: a write waits this long for another writer
+PENDING = "erase_pending"  # meta key: "vacuum", then "checkpoint", until the erasure is done
+log = logging.getLogger(__name__)
 
 
 class SQLiteStore:
@@ -97,6 +108,10 @@ class SQLiteStore:
         self._closed = False
         self._check_meta(embedder, version, dim)
         self._dim = dim
+        try:
+            self.complete_erasures()  # one that another process could not finish
+        except StorageError as error:
+            log.warning("%s", error)
 
     def _check_meta(self, embedder: str, version: str, dim: int) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -150,23 +165,43 @@ class SQLiteStore:
             finally:
                 self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
-        finally:
-            self._depth = 0
+            self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:  # a full disk may have rolled it back already
+                    self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+        except sqlite3.OperationalError as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise self._unwritable(error) from error
+
+    def _unwritable(self, error: sqlite3.OperationalError) -> StorageError:
+        return StorageError(f"the gallery {self.location} cannot be written now ({error}); "
+                            "free space on its disk (or let the program locking it finish) "
+                            "and try again")
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
+        """Close the file (idempotent), after finishing a pending erasure if the readers that
+        held it up are gone within a few seconds."""
         if not self._closed:
-            self._closed = True
-            self._db.close()
+            try:
+                if not self.complete_erasures(wait_ms=CLOSE_WAIT_MS):
+                    log.warning("the gallery %s still holds erased data: another program is "
+                                "reading it; the next facestream to open the gallery "
+                                "overwrites it", self.location)
+            except StorageError as error:
+                log.warning("%s", error)
+            finally:
+                self._closed = True
+                self._db.close()
 
     def backup(self, path: Path) -> None:
         """A consistent copy of the gallery in the new file ``path``."""
@@ -287,17 +322,72 @@ class SQLiteStore:
             self._touch(identity)
 
     def erase(self, identity: int) -> None:
-        """As :meth:`delete_identity`, and the freed pages of the file (and its write-ahead
-        log) are overwritten, so their embeddings and faces cannot be recovered from it. Not
-        inside a transaction: ``VACUUM`` cannot run in one."""
+        """As :meth:`delete_identity`, and the file is rewritten (``VACUUM``) and its
+        write-ahead log emptied, so their embeddings, faces and name cannot be recovered from
+        the gallery's files. Not inside a transaction: ``VACUUM`` cannot run in one.
+
+        Another connection in a read transaction keeps old pages alive: then the erasure is
+        recorded in the file as pending and finished by :meth:`complete_erasures` (this store
+        or the next one to open the file) once that reader is gone."""
         before = int(self._db.execute("PRAGMA secure_delete").fetchone()[0])
         self._db.execute("PRAGMA secure_delete = ON")
         try:
-            self.delete_identity(identity)
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._db.execute("VACUUM")
+            with self.transaction():
+                self.delete_identity(identity)
+                self._set_pending("vacuum")
         finally:
             self._db.execute(f"PRAGMA secure_delete = {before}")
+        try:
+            if not self.complete_erasures():
+                log.warning("p%d is deleted, but another program reading the gallery %s keeps "
+                            "old pages of it; they are overwritten once it stops reading",
+                            identity, self.location)
+        except StorageError as error:  # the person is deleted: the overwrite is retried
+            log.warning("p%d is deleted; overwriting its old pages is retried: %s", identity,
+                        error)
+
+    def erasure_pending(self) -> bool:
+        """Whether an erasure still waits for other connections to stop reading."""
+        return self._pending() is not None
+
+    def complete_erasures(self, *, wait_ms: int = ERASE_WAIT_MS) -> bool:
+        """Finish a pending erasure (see :meth:`erase`), waiting up to ``wait_ms`` for other
+        connections' reads; returns whether none is pending now."""
+        if self.path is None:
+            return True
+        stage = self._pending()
+        if stage is None:
+            return True
+        try:
+            if stage == "vacuum":
+                self._db.execute("VACUUM")
+                with self.transaction():
+                    self._set_pending("checkpoint")
+            if not self._checkpoint(wait_ms):
+                return False
+            with self.transaction():
+                self._db.execute("DELETE FROM meta WHERE key = ?", (PENDING,))
+            self._checkpoint(wait_ms)  # the log held only the flag's removal
+        except sqlite3.OperationalError as error:
+            raise self._unwritable(error) from error
+        return True
+
+    def _pending(self) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (PENDING,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_pending(self, stage: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (PENDING, stage))
+
+    def _checkpoint(self, wait_ms: int) -> bool:
+        """Copy the write-ahead log into the file and empty it; false when a reader of older
+        pages stopped it (the busy flag of ``wal_checkpoint``)."""
+        self._db.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return not busy
 
     def unnamed_unseen_since(self, cutoff: float) -> list[int]:
         """Unnamed identities last seen before ``cutoff`` (for retention)."""
@@ -357,11 +447,15 @@ class SQLiteStore:
     # Appearances
 
     def add_appearance(self, identity: int, source: str, start: float, end: float) -> int:
-        """Record that ``identity`` was seen on ``source`` from ``start`` to ``end``."""
+        """Record that ``identity`` was seen on ``source`` from ``start`` to ``end``;
+        :class:`NotFoundError` when the identity is gone (another process removed it)."""
         with self.transaction():
-            cursor = self._db.execute(
-                "INSERT INTO appearances (identity, source, start, end) VALUES (?, ?, ?, ?)",
-                (identity, source, start, end))
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO appearances (identity, source, start, end) VALUES (?, ?, ?, ?)",
+                    (identity, source, start, end))
+            except sqlite3.IntegrityError:
+                raise NotFoundError(f"there is no person p{identity} in the gallery") from None
             self.seen(identity, end)
         assert cursor.lastrowid is not None
         return int(cursor.lastrowid)

@@ -194,6 +194,19 @@ def test_unreachable_url_retries_with_capped_backoff(caplog: pytest.LogCaptureFi
     assert "Traceback" not in caplog.text
 
 
+def test_a_stream_the_server_refuses_is_reported_as_refused_and_retried_much_later(
+        rtsp_server_factory: Callable[[Path], RtspServer], clip4: Path) -> None:
+    server = rtsp_server_factory(clip4)
+    with running(server.url.replace("/cam", "/no-such-stream")) as (camera, statuses):
+        refused = statuses.wait_for("refused")
+        assert refused.reason == "the server refused: Server returned 404 Not Found"
+        # Ten times the longest wait of a connection that failed, jittered down to half.
+        assert refused.retry_in_s is not None and refused.retry_in_s >= 10 * 0.4 * 0.5
+        time.sleep(1.0)
+        assert statuses.states() == ["connecting", "refused"]
+        assert camera.stats.state == "refused" and camera.stats.frames_decoded == 0
+
+
 def test_redact_url_hides_only_the_password() -> None:
     assert redact_url("rtsp://admin:pw@cam.local:554/s?x=1") == "rtsp://admin:***@cam.local:554/s?x=1"
     assert redact_url("rtsp://cam.local/s") == "rtsp://cam.local/s"

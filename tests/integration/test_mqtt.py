@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import signal
 import subprocess
@@ -29,6 +30,8 @@ from stream.service.sinks.mqtt import MqttSink
 from stream.types import (
     CameraStatusChanged,
     Event,
+    IdentityDeleted,
+    IdentityMerged,
     ImageArray,
     PersonAppeared,
     PersonLeft,
@@ -322,5 +325,76 @@ def test_password_protected_broker(mosquitto_factory: BrokerFactory,
             assert not live.matching(on_topic("wrong/status", "online"))
             await right.close()
             await task
+
+    run(scenario())
+
+
+def retained(broker: Broker, topic: str = "fs/persons/#") -> dict[str, bytes]:
+    """The retained messages a new subscriber of ``topic`` gets now (topic -> payload)."""
+    with Subscriber(broker, topic) as late:
+        time.sleep(0.5)  # retained messages come right after the subscription
+        return {m.topic: m.payload for m in late.matching(lambda m: m.retain)}
+
+
+def test_removed_people_are_cleared_from_the_broker_and_never_published_again(
+        mosquitto: Broker) -> None:
+    async def scenario() -> None:
+        bus = EventBus()
+        publisher = MqttSink(settings(mosquitto))
+        with Subscriber(mosquitto, "fs/#") as live:
+            task = start(publisher, bus)
+            await live.wait_for_async(on_topic("fs/status", "online"))
+            for person in ("p1", "p2", "p3"):
+                last = bus.publish(appeared(person))
+            await live.wait_for_async(on_topic("fs/persons/p3", seq=last.seq))
+            assert set(retained(mosquitto)) == {"fs/persons/p1", "fs/persons/p2",
+                                                "fs/persons/p3"}
+            # A person.left still queued when the person is forgotten is sent, in order, but
+            # their state is not kept.
+            bus.publish(left("p2"))
+            bus.publish(IdentityDeleted(person="p2", forgotten=True, time=time.time()))
+            merged = bus.publish(IdentityMerged(person="p1", merged="p3", time=time.time()))
+            await live.wait_for_async(on_topic("fs/events", seq=merged.seq))
+            await live.wait_for_async(lambda m: m.topic == "fs/persons/p3" and not m.payload)
+            assert set(retained(mosquitto)) == {"fs/persons/p1"}
+
+            mosquitto.stop()
+            await until(lambda: not publisher.connected, "the publisher notices")
+            mosquitto.start()
+            await until(lambda: publisher.connected, "the publisher reconnects")
+            later = bus.publish(updated("p1"))
+            await live.wait_for_async(on_topic("fs/persons/p1", seq=later.seq), 10)
+        assert set(retained(mosquitto)) == {"fs/persons/p1"}
+        await publisher.close()
+        await task
+
+    run(scenario())
+
+
+def test_people_a_crashed_run_left_present_are_marked_absent(mosquitto: Broker) -> None:
+    stale = {"person": "p7", "present": True, "camera": "front", "last_event": "person.updated",
+             "last_seen": "2026-01-01T00:00:00.000Z", "thumbnail": THUMBNAIL, "seq": 12}
+    gone = {**stale, "person": "p8", "present": False, "seq": 13}
+    with Subscriber(mosquitto, "fs/#") as crashed:  # what the crashed run left on the broker
+        for state in (stale, gone):
+            crashed._client.publish(f"fs/persons/{state['person']}", json.dumps(state), qos=1,
+                                    retain=True).wait_for_publish(5)
+
+    async def scenario() -> None:
+        bus = EventBus()
+        publisher = MqttSink(settings(mosquitto))
+        with Subscriber(mosquitto, "fs/persons/#") as live:
+            task = start(publisher, bus)
+            corrected = await live.wait_for_async(
+                lambda m: m.topic == "fs/persons/p7" and not m.retain and b"false" in m.payload)
+            assert json.loads(corrected.payload) == {**stale, "present": False}
+            fresh = bus.publish(appeared("p9"))
+            await live.wait_for_async(on_topic("fs/persons/p9", seq=fresh.seq))
+        states = {topic: json.loads(payload) for topic, payload in retained(mosquitto).items()}
+        assert states["fs/persons/p7"] == {**stale, "present": False}
+        assert states["fs/persons/p8"] == gone  # untouched
+        assert states["fs/persons/p9"]["present"] is True
+        await publisher.close()
+        await task
 
     run(scenario())

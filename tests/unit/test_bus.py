@@ -11,7 +11,15 @@ import numpy as np
 from stream.codec import EVENT_SCHEMA, EventEncoder
 from stream.service.bus import EventBus
 from stream.service.metrics import Metrics
-from stream.types import CameraStatusChanged, Event, EventsDropped, PersonAppeared
+from stream.types import (
+    CameraStatusChanged,
+    Event,
+    EventsDropped,
+    IdentityDeleted,
+    IdentityMerged,
+    IdentityRenamed,
+    PersonAppeared,
+)
 
 
 def numbered(n: int, camera: str = "c") -> CameraStatusChanged:
@@ -116,5 +124,42 @@ def test_each_event_is_encoded_once_for_every_consumer() -> None:
         assert document == EventEncoder(48).document(published)
         assert document["captured_at"] == "1970-01-01T00:00:00.250Z"
         assert bus.depths() == {"mqtt": 0, "other": 0}
+
+    asyncio.run(scenario())
+
+
+def face_of(person: str, camera: str = "door") -> PersonAppeared:
+    return PersonAppeared(
+        camera=camera, person=person, new=True, frame_time=1.0, captured_at=1.0, time=1.0,
+        box=(1.0, 2.0, 3.0, 4.0), score=0.9, thumbnail=np.full((8, 8, 3), 200, np.uint8),
+        latency_ms=10.0)
+
+
+def test_removing_a_person_purges_them_from_replay_and_the_encoded_cache() -> None:
+    async def scenario() -> None:
+        bus = EventBus(replay=100)
+        removed: list[str] = []
+        bus.on_removed(removed.append)
+        live = bus.subscribe(100)
+        for person in ("p1", "p2", "p3"):
+            bus.encoded(bus.publish(face_of(person)))
+        bus.encoded(bus.publish(IdentityRenamed(person="p2", name="Ada Lovelace", time=2.0)))
+        forgot = bus.publish(IdentityDeleted(person="p2", forgotten=True, time=3.0))
+        merged = bus.publish(IdentityMerged(person="p1", merged="p3", time=4.0))
+        assert removed == ["p2", "p3"]
+        replayed = bus.subscribe(100, replay=100)
+        texts = [bus.encoded(await replayed.get()).text for _ in range(len(replayed))]
+        assert [json.loads(text)["type"] for text in texts] == [
+            "person.appeared", "identity.deleted", "identity.merged"]
+        assert json.loads(texts[0])["person"] == "p1"
+        assert not [text for text in texts if "Ada Lovelace" in text]
+        cached = [encoded.text for encoded in bus._encoded.values()]  # what the bus keeps
+        assert cached and not [t for t in cached if '"p2"' in t and "identity" not in t]
+        assert not [t for t in cached if '"p3"' in t and "identity" not in t]
+        # A consumer already queued them: it gets them in order, before the removal.
+        kinds = [(await live.get()).kind for _ in range(len(live))]
+        assert kinds == ["person.appeared"] * 3 + ["identity.renamed", "identity.deleted",
+                                                   "identity.merged"]
+        assert forgot.seq < merged.seq
 
     asyncio.run(scenario())

@@ -3,18 +3,22 @@ another embedder, a damaged file."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stream.errors import GalleryError, NotFoundError
+from stream.errors import GalleryError, NotFoundError, StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import MatchSettings, Verdict, decide
+from stream.pipeline.appearances import OpenAppearance
+from stream.pipeline.record import AppearanceRecorder
 from stream.storage import open_gallery
 from stream.storage import sqlite as sqlite_store
 from stream.storage.sqlite import SQLiteStore
@@ -220,3 +224,128 @@ def test_a_backup_is_the_whole_gallery_and_transactions_nest(tmp_path: Path) -> 
     store.backup(tmp_path / "copy.db")
     copy = opened(tmp_path / "copy.db")
     assert [(r.id, r.name) for r in copy.store.identities()] == [(ada, "Ada")]
+
+
+def files_of(path: Path) -> bytes:
+    """Everything the gallery's files (the database, its write-ahead log and shared memory)
+    hold."""
+    return b"".join(Path(f"{path}{suffix}").read_bytes() for suffix in ("", "-wal", "-shm")
+                    if Path(f"{path}{suffix}").exists())
+
+
+def test_an_erase_held_up_by_a_reader_is_finished_once_it_is_gone(tmp_path: Path) -> None:
+    path = tmp_path / "gallery.db"
+    store = SQLiteStore(path, embedder="test", version="1", dim=DIM)
+    kept, erased = store.create_identity(), store.create_identity()
+    face, vector, name = b"FACE" * 300, near(3), "Grace Hopper-Erased"
+    store.rename(erased, name)
+    store.add_exemplar(erased, vector, quality=1.0, source="photo:g.jpg", face=face)
+    store.add_exemplar(kept, near(0), quality=1.0, source="photo:k.jpg", face=b"KEPT" * 300)
+    secrets = (face, vector.astype(np.float32).tobytes(), name.encode())
+    with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT COUNT(*) FROM exemplars").fetchone() == (2,)
+        store.erase(erased)
+        assert store.identity_ids() == [kept]
+        assert store.erasure_pending()  # the reader still sees the old pages
+        assert any(secret in files_of(path) for secret in secrets)
+        assert not store.complete_erasures(wait_ms=0)
+        reader.execute("COMMIT")
+        assert store.complete_erasures()
+    assert not store.erasure_pending()
+    contents = files_of(path)
+    assert [secret in contents for secret in secrets] == [False, False, False]
+    assert b"KEPT" * 300 in contents
+    store.close()
+
+
+def test_an_erase_left_pending_is_finished_by_the_next_store_to_open_the_file(
+        tmp_path: Path) -> None:
+    path = tmp_path / "gallery.db"
+    store = SQLiteStore(path, embedder="test", version="1", dim=DIM)
+    store.rename(store.create_identity(), "Ada Pending")
+    store.close()
+    # Another process erases p1 while this one reads, and is killed before it can finish.
+    with closing(sqlite3.connect(path, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM identities").fetchone()
+        subprocess.run([sys.executable, "-c", (
+            "import os, sys; from pathlib import Path; from stream.storage.sqlite import "
+            f"SQLiteStore; s = SQLiteStore(Path(sys.argv[1]), embedder='test', version='1', "
+            f"dim={DIM}); s.erase(1); os._exit(0)"), str(path)], check=True)
+        reader.execute("COMMIT")
+        assert b"Ada Pending" in files_of(path)
+        again = SQLiteStore(path, embedder="test", version="1", dim=DIM)
+        assert not again.erasure_pending()
+        assert again.identity_ids() == []
+        assert b"Ada Pending" not in files_of(path)
+        again.close()
+
+
+def test_a_person_removed_by_another_process_is_skipped_by_the_recorder(
+        tmp_path: Path) -> None:
+    path = tmp_path / "gallery.db"
+    ours = opened(path)
+    stays, goes = ours.create(np.stack([near(0)])), ours.create(np.stack([near(1)]))
+    recorder = AppearanceRecorder(ours, wall_clock=True)
+    opened_now = {"camera:door": [OpenAppearance(Gallery.label(stays), 10.0, 12.0),
+                                  OpenAppearance(Gallery.label(goes), 10.0, 12.0)]}
+    theirs = opened(path)
+    theirs.forget(goes)  # `facestream gallery G.db delete` while the person is on camera
+    recorder.save_open(opened_now)  # the gallery has not looked at the changes yet
+    assert [(a.identity, a.start) for a in ours.store.appearances()] == [(stays, 10.0)]
+    assert ours.refresh() == {goes}
+    assert goes not in ours
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A small file system of its own (tmpfs, mounted as root), to be filled up."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Fill the file system of ``directory`` up; returns the file that fills it."""
+    filler = directory / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(descriptor, b"\0" * 512):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+def test_a_full_disk_refuses_changes_clearly_and_keeps_the_gallery_consistent(
+        full_disk: Path) -> None:
+    gallery = opened(full_disk / "gallery.db")
+    ada = gallery.create(np.stack([near(0)]), face=b"A" * 1000)
+    filler = fill(full_disk)
+    big_face = bytes(range(256)) * 1200  # more than any space left
+    with pytest.raises(StorageError, match=r"cannot be written now .*full"):
+        gallery.create(np.stack([near(1)]), face=big_face)
+    with pytest.raises(StorageError):
+        gallery.add_exemplars(ada, np.stack([near(2)]), face=big_face)
+    # Neither the store nor the index kept anything of the refused changes.
+    assert len(gallery) == 1 and gallery.highest == ada
+    assert gallery.exemplar_count(ada) == 1
+    assert gallery.search(np.stack([near(1)]), 1).identities[0, 0] == ada
+    assert gallery.store.identity_ids() == [ada]
+    filler.unlink()
+    grace = gallery.create(np.stack([near(1)]), face=big_face)
+    assert grace > ada and gallery.store.identity_ids() == [ada, grace]
+    with closing(sqlite3.connect(full_disk / "gallery.db")) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert check.execute("PRAGMA foreign_key_check").fetchall() == []
+    gallery.store.close()

@@ -6,7 +6,11 @@ Topics, under ``prefix`` (``MqttSettings.topic_prefix``):
   the last will, when the connection dies;
 - ``<prefix>/<camera>/events``: every event of that camera, as JSON (not retained);
 - ``<prefix>/events``: events without a camera, such as ``events.dropped`` notices;
-- ``<prefix>/persons/<person>``: retained JSON with each person's latest state.
+- ``<prefix>/persons/<person>``: retained JSON with each person's latest state, cleared (an
+  empty retained message) once the person is deleted, forgotten or merged into another.
+
+On its first connection the sink reads the retained person states and marks those still
+``"present": true`` absent: they were left by a service that stopped without saying so.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from types import TracebackType
 from typing import Any, Self
 
@@ -26,6 +31,7 @@ from stream.types import Event, PersonAppeared, PersonLeft, PersonUpdated
 
 log = logging.getLogger(__name__)
 PERSON_EVENTS = (PersonAppeared, PersonUpdated, PersonLeft)
+SYNC_TIMEOUT_S = 5.0  # for the broker to send the retained person states, at the first connection
 
 
 class MqttSink:
@@ -47,6 +53,12 @@ class MqttSink:
         self.reconnects = 0
         self._prefix = settings.topic_prefix
         self._persons: dict[str, dict[str, Any]] = {}
+        self._removed: set[str] = set()  # out of the gallery: never published again
+        self._to_clear: set[str] = set()  # their retained states, still to be cleared
+        self._corrected = False  # stale retained states were corrected
+        self._retained: dict[str, bytes] = {}  # person -> retained state, while correcting
+        self._synced = asyncio.Event()
+        self._sync_topic = f"{self._prefix}/sync/{uuid.uuid4().hex}"
         self._subscription: Subscription | None = None
         self._pending: Event | None = None  # taken from the queue, not yet acknowledged
         self._task: asyncio.Task[None] | None = None
@@ -68,6 +80,7 @@ class MqttSink:
             subscription.close()
             return
         self._subscription = subscription
+        subscription.on_removed(self._person_removed)
         # The work runs in its own task so that close() can cancel it without cancelling the
         # caller of run().
         self._task = asyncio.create_task(self._serve(), name="mqtt connection")
@@ -149,23 +162,75 @@ class MqttSink:
     async def _session(self, client: aiomqtt.Client) -> None:
         async with asyncio.TaskGroup() as tasks:
             watcher = tasks.create_task(self._watch(client))
+            await self._publish(client, f"{self._prefix}/status", "online", retain=True)
+            if not self._corrected:
+                await self._correct_stale(client)
             await self._forward(client)
             watcher.cancel()
 
-    @staticmethod
-    async def _watch(client: aiomqtt.Client) -> None:
+    async def _watch(self, client: aiomqtt.Client) -> None:
         # aiomqtt ends its message iterator with MqttError as soon as the connection drops; that
         # also interrupts a publish still waiting for an acknowledgement that will never come.
-        async for _ in client.messages:
-            pass
+        persons = f"{self._prefix}/persons/"
+        async for message in client.messages:
+            topic = str(message.topic)
+            if topic == self._sync_topic:
+                self._synced.set()
+            elif topic.startswith(persons) and message.retain and isinstance(
+                    message.payload, bytes) and message.payload:
+                self._retained[topic.removeprefix(persons)] = message.payload
+
+    async def _correct_stale(self, client: aiomqtt.Client) -> None:
+        """Mark absent the people a previous run left ``"present": true`` (it crashed), and
+        clear the states of people removed since. The broker sends the retained states
+        before the message this sink then sends itself, which says they are all in."""
+        persons = f"{self._prefix}/persons/+"
+        self._retained.clear()
+        self._synced.clear()
+        await client.subscribe(persons, qos=1)
+        await client.subscribe(self._sync_topic, qos=1)
+        await client.publish(self._sync_topic, "sync", qos=1)
+        try:
+            await asyncio.wait_for(self._synced.wait(), SYNC_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("MQTT: the retained person states did not arrive within %.0f s; "
+                        "those a previous run left present stay so", SYNC_TIMEOUT_S)
+        await client.unsubscribe(persons)
+        await client.unsubscribe(self._sync_topic)
+        stale, self._retained = self._retained, {}
+        for person, payload in stale.items():
+            if person in self._persons:
+                continue  # this run's state, sent again below
+            if person in self._removed:
+                self._to_clear.add(person)
+                continue
+            try:
+                state = json.loads(payload)
+            except ValueError:
+                continue
+            if isinstance(state, dict) and state.get("present") is True:
+                await self._publish(client, self._person_topic(person),
+                                    _json({**state, "present": False}), retain=True)
+        self._corrected = True
+
+    def _person_removed(self, person: str) -> None:
+        """``person`` left the gallery: drop their state and clear it on the broker."""
+        self._persons.pop(person, None)
+        self._removed.add(person)
+        self._to_clear.add(person)
+
+    async def _clear_removed(self, client: aiomqtt.Client) -> None:
+        for person in sorted(self._to_clear):
+            await self._publish(client, self._person_topic(person), "", retain=True)
+            self._to_clear.discard(person)
 
     async def _forward(self, client: aiomqtt.Client) -> None:
         assert self._subscription is not None
-        await self._publish(client, f"{self._prefix}/status", "online", retain=True)
         # The broker may have restarted without persistence: its retained states are gone.
         for person, state in list(self._persons.items()):
             await self._publish(client, self._person_topic(person), _json(state), retain=True)
         while True:
+            await self._clear_removed(client)
             if self._pending is None:
                 try:
                     self._pending = await self._subscription.get()
@@ -174,11 +239,12 @@ class MqttSink:
                 self._remember(self._pending)
             await self._send(client, self._pending)
             self._pending = None
+        await self._clear_removed(client)
         await self._publish(client, f"{self._prefix}/status", "offline", retain=True)
 
     def _remember(self, event: Event) -> None:
         """Fold a person event into that person's latest state."""
-        if not isinstance(event, PERSON_EVENTS):
+        if not isinstance(event, PERSON_EVENTS) or event.person in self._removed:
             return
         assert self._subscription is not None
         document = self._subscription.encoded(event).document
