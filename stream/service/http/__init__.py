@@ -55,6 +55,7 @@ class Health(BaseModel):
     cameras: dict[str, str] | None = None  # name -> state
     identities: int | None = None
     present: int | None = None  # open appearances, on all cameras
+    persistence_error: str | None = None  # why the gallery refuses writes (they are retried)
 
 
 def build_app(bus: EventBus, settings: ServerSettings, metrics: Metrics, *,

@@ -10,11 +10,9 @@ import base64
 import contextlib
 import json
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -260,13 +258,11 @@ class PersonsApi:
             images = [base64.b64decode(photo, validate=True) for photo in body.photos]
         except ValueError:
             raise ApiError(400, "each photo must be a base64-encoded image") from None
-        with tempfile.TemporaryDirectory(prefix="facestream-enroll-") as directory:
-            paths = [Path(directory) / f"photo{number}" for number in range(1, len(images) + 1)]
-            for path, image in zip(paths, images, strict=True):
-                path.write_bytes(image)
-            worker = self._engine.worker
-            event = await self._call(lambda g: gallery_admin.enroll(
-                g, worker, paths, body.name, force=body.force))
+        # Decoded here, in memory (never on disk) and off the model thread.
+        photos = await asyncio.to_thread(gallery_admin.read_photos, images)
+        worker = self._engine.worker
+        event = await self._call(lambda g: gallery_admin.enroll(
+            g, worker, photos, body.name, force=body.force))
         return self._announce(event, 201)
 
     async def show(self, request: Request) -> Response:
