@@ -59,6 +59,9 @@ class FirstMatchAssigner:
     def active_tracks(self) -> list[Track]:
         return []  # every face is a track of its own, decided at once
 
+    def split_tracks(self) -> list[Track]:
+        return []
+
     def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
         return np.zeros(len(boxes), np.bool_)  # the seed embedded every face
 

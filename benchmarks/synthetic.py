@@ -681,6 +681,7 @@ BENCHMARK_SCENARIOS: tuple[str, ...] = (
     "hard-bar",
     "hard-compression",
     "cuts",
+    "lookalikes",
 )
 
 
@@ -769,6 +770,26 @@ def scenarios() -> dict[str, Scenario]:
                                     (0.76, 0.5, 0.18)),)),
             ),
             seed=12, cuts=(5.0, 9.5),
+        ),
+        Scenario(
+            "lookalikes",
+            "the closest pairs of different people in the photos (p02/p04/p11, p10/p20, "
+            "p03/p06) take turns in the same two places, never on screen together, with "
+            "faces of 80-110 px, head roll, crf 36 and a dim phase; p02 and p10 come back",
+            30.0,
+            _rolled((
+                Actor("p02", (_span(0.0, 5.0, (0.3, 0.5, 0.15), (0.32, 0.48, 0.2)),
+                              _span(24.0, 30.0, (0.3, 0.5, 0.17), (0.28, 0.52, 0.15)))),
+                Actor("p04", (_span(6.0, 11.0, (0.3, 0.5, 0.17), (0.3, 0.47, 0.15)),)),
+                Actor("p11", (_span(12.0, 17.0, (0.31, 0.5, 0.15), (0.29, 0.49, 0.19)),)),
+                Actor("p03", (_span(18.0, 23.0, (0.3, 0.48, 0.17), (0.32, 0.5, 0.15),
+                                    sprite=1),)),
+                Actor("p10", (_span(0.0, 6.0, (0.7, 0.5, 0.15), (0.72, 0.48, 0.2)),
+                              _span(25.0, 30.0, (0.7, 0.5, 0.17), (0.68, 0.5, 0.15)))),
+                Actor("p20", (_span(7.0, 13.0, (0.7, 0.5, 0.17), (0.69, 0.47, 0.15)),)),
+                Actor("p06", (_span(14.0, 23.0, (0.71, 0.5, 0.15), (0.7, 0.5, 0.2)),)),
+            ), [(0.0, 18.0, -12.0, 20.0), (-15.0, 10.0, 0.0, -20.0)]),
+            crf=36, phases=(Phase("dim", 8.0, 11.0, 0.35),), seed=13,
         ),
         Scenario(
             "speed",

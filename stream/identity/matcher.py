@@ -13,6 +13,7 @@ alone decides.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.identity.gallery import Gallery
-from stream.identity.track import Observation, Track, Tracker
+from stream.identity.track import Observation, Track, Tracker, template
 from stream.types import FloatArray
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ class MatchSettings:
     neighbours: int = 16
     min_evidence: int = 3  # good faces needed before deciding, unless the track has ended
     patience: int = 12  # good faces after which an uncertain track is decided anyway
+    # Matches within this of the threshold need more good faces and a wider margin, the closer
+    # they are (see :func:`evidence_needed`).
+    close_band: float = 0.03
+    min_face_score: float = 0.95  # the quality gate's detection score: a face, surely
     exemplar_faces: int = 10  # an identified track adds a template of each this many good faces
 
     def __post_init__(self) -> None:
@@ -58,15 +63,6 @@ class MatchSettings:
         if self.min_evidence < 1 or self.patience < self.min_evidence:
             raise ValueError("min_evidence must be >= 1 and patience >= min_evidence, got "
                              f"{self.min_evidence} and {self.patience}")
-
-
-def template(vectors: FloatArray) -> FloatArray:
-    """The unit mean of a track's embeddings: averaging over frames cancels much of what one
-    frame gets wrong (compression, blur, pose), so templates separate people far better than
-    single faces do."""
-    mean = vectors.mean(axis=0)
-    unit: FloatArray = (mean / max(float(np.linalg.norm(mean)), 1e-9)).astype(np.float32)
-    return unit
 
 
 def candidates(gallery: Gallery, query: FloatArray, k: int, reach: float
@@ -83,12 +79,30 @@ def candidates(gallery: Gallery, query: FloatArray, k: int, reach: float
     return result
 
 
+def evidence_needed(distance: float, settings: MatchSettings) -> tuple[int, float]:
+    """Good faces and margin a match at ``distance`` needs: ``min_evidence`` and ``margin`` when
+    it is clearly under the threshold, rising to ``patience`` faces and twice the margin as it
+    nears the threshold (near look-alikes are matched only on much evidence)."""
+    near = settings.threshold - settings.close_band
+    closeness = min(1.0, max(0.0, (distance - near) / settings.close_band))
+    faces = settings.min_evidence + math.ceil(
+        closeness * (settings.patience - settings.min_evidence))
+    return faces, settings.margin * (1.0 + closeness)
+
+
 def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bool,
            exclude: set[int]) -> Decision:
     """The decision for a track not yet assigned. ``final``: the track has ended, decide now.
-    ``exclude``: identities on screen at the same time as this track (they cannot be it)."""
+    ``exclude``: identities on screen at the same time as this track (they cannot be it).
+
+    Only faces the detector is sure of (``min_face_score``) count: a track of anything else
+    (hands, a dress) is never decided."""
     good = track.embeddings(good_only=True)
-    query = template(good if len(good) else track.embeddings(good_only=False))
+    faces = [obs.embedding for obs in track.observations
+             if obs.embedding is not None and obs.score >= settings.min_face_score]
+    if not len(good) and len(faces) < settings.min_evidence:
+        return Decision(Verdict.WAIT, None, float("inf"))
+    query = template(good if len(good) else np.stack(faces))
     reach = settings.threshold + settings.uncertain_band
     found = {i: c for i, c in candidates(gallery, query, settings.neighbours, reach).items()
              if i not in exclude and not gallery.rejected(i, query, settings.threshold)}
@@ -96,18 +110,21 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
     best_distance, best = ranked[0] if ranked else (float("inf"), None)
     second = ranked[1][0] if len(ranked) > 1 else float("inf")
     most_votes = max((votes for _, votes in found.values()), default=0)
-    clear_winner = (best is not None and second - best_distance >= settings.margin
+    needed, margin = evidence_needed(best_distance, settings)
+    clear_winner = (best is not None and second - best_distance >= margin
                     and found[best][1] >= most_votes)
-    enough = len(good) >= settings.min_evidence
-    if best is not None and best_distance < settings.threshold and clear_winner and (
-            final or enough):
+    under = best is not None and best_distance < settings.threshold
+    if under and clear_winner and len(good) >= needed:
         return Decision(Verdict.KNOWN, best, best_distance)
+    enough = len(good) >= settings.min_evidence
     if enough and best_distance >= reach:
         return Decision(Verdict.NEW, None, best_distance)
     if final or len(good) >= settings.patience:
-        # Out of patience: only a match under the threshold is a known person. Wrongly merging
-        # two people corrupts an identity for good; a split is the lesser error.
-        if best is not None and best_distance < settings.threshold:
+        # Out of patience. A known person needs the evidence its closeness asks for, or a
+        # clear match (then faces too small or soft to create anyone may still be them).
+        # Wrongly merging two people corrupts an identity for good; a split is the lesser error.
+        if under and (len(good) >= needed or best_distance < settings.threshold
+                      - settings.close_band):
             return Decision(Verdict.KNOWN, best, best_distance)
         if enough:
             return Decision(Verdict.NEW, None, best_distance)
@@ -134,7 +151,8 @@ class Identifier:
         # The tracker compares single faces with a track's recent faces: noisier than
         # templates, so its limits sit above the template threshold.
         self.tracker = Tracker(link_distance=settings.threshold * 1.4,
-                               strict_distance=settings.threshold * 1.1, max_gap_s=max_gap_s)
+                               strict_distance=settings.threshold * 1.1, max_gap_s=max_gap_s,
+                               split_distance=settings.threshold)
         self._pending: dict[int, list[FloatArray]] = {}  # track -> good faces since last exemplar
         self._open: list[Track] = []  # tracks seen recently (ended ones kept for exclusion)
 
@@ -142,6 +160,8 @@ class Identifier:
                                                                           list[Track]]:
         """Add one sampled frame; returns each observation's track and the tracks decided now."""
         tracks, ended = self.tracker.update(t, observations)
+        for track, _ in self.tracker.splits:
+            self._pending.pop(track.number, None)  # those faces were someone else's
         decided = []
         for track in ended:
             self._pending.pop(track.number, None)
@@ -169,6 +189,10 @@ class Identifier:
     def active_tracks(self) -> list[Track]:
         """The tracks that may still continue."""
         return self.tracker.active
+
+    def split_tracks(self) -> list[Track]:
+        """The tracks split off by the latest :meth:`observe` (see :class:`Tracker`)."""
+        return [split for _, split in self.tracker.splits]
 
     def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
         """Faces at time ``t`` that surely continue an identified track: no embedding needed."""
@@ -218,4 +242,5 @@ class Identifier:
         return float(np.mean(good)) if good else 0.0
 
 
-__all__ = ["Decision", "Identifier", "MatchSettings", "Verdict", "candidates", "decide", "template"]
+__all__ = ["Decision", "Identifier", "MatchSettings", "Verdict", "candidates", "decide",
+           "evidence_needed", "template"]

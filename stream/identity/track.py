@@ -14,9 +14,9 @@ import numpy.typing as npt
 from stream.types import FloatArray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Observation:
-    """One detected face on a sampled frame, embedded and graded."""
+    """One detected face on a sampled frame, embedded and graded (equal only to itself)."""
 
     frame: int
     t: float
@@ -25,6 +25,7 @@ class Observation:
     embedding: FloatArray | None  # (D,) unit vector; None when not computed (see Tracker)
     quality: float  # higher is better; used to pick thumbnails and exemplars
     good: bool  # passed the quality gate: may create or confirm an identity
+    face: int = 0  # its index among the faces found on its frame
 
 
 @dataclass(eq=False)
@@ -61,9 +62,16 @@ class Track:
 
     def recent_embedding(self, count: int = 5) -> FloatArray:
         """Unit mean of the last ``count`` computed embeddings: what the face looks like now."""
-        mean = np.mean(self._vectors(self.observations)[-count:], axis=0)
-        unit: FloatArray = (mean / max(float(np.linalg.norm(mean)), 1e-9)).astype(np.float32)
-        return unit
+        return template(self._vectors(self.observations)[-count:])
+
+
+def template(vectors: FloatArray | list[FloatArray]) -> FloatArray:
+    """The unit mean of a track's embeddings: averaging over frames cancels much of what one
+    frame gets wrong (compression, blur, pose), so templates separate people far better than
+    single faces do."""
+    mean = np.mean(vectors, axis=0)
+    unit: FloatArray = (mean / max(float(np.linalg.norm(mean)), 1e-9)).astype(np.float32)
+    return unit
 
 
 BoxLike = FloatArray | tuple[float, float, float, float]
@@ -89,15 +97,26 @@ class Tracker:
     An observation without an embedding can only continue a track it overlaps unambiguously
     (IoU >= ``sure_iou``); :meth:`sure_continuations` says which faces qualify, so that callers
     may skip embedding them.
+
+    A track is kept pure: when its latest good faces (two or more, among the last
+    ``drift_faces``) are each farther than ``split_distance`` from the template of its earlier
+    ones, someone else has taken the person's place (linked face by face, each step small
+    enough); the track is split where they began, and the new part is a track of its own,
+    undecided (:attr:`splits` of that update).
     """
 
     def __init__(self, *, link_distance: float, strict_distance: float, max_gap_s: float = 1.5,
-                 min_iou: float = 0.2, sure_iou: float = 0.5, max_reuse_s: float = 0.35
-                 ) -> None:
+                 min_iou: float = 0.2, sure_iou: float = 0.5, max_reuse_s: float = 0.35,
+                 split_distance: float = float("inf"), drift_faces: int = 3) -> None:
         if max_gap_s <= 0:
             raise ValueError(f"max_gap_s must be positive, got {max_gap_s}")
+        if drift_faces < 1:
+            raise ValueError(f"drift_faces must be at least 1, got {drift_faces}")
         self.link_distance = link_distance
         self.strict_distance = strict_distance
+        self.split_distance = split_distance
+        self.drift_faces = drift_faces
+        self.splits: list[tuple[Track, Track]] = []  # (track, the part split off) last update
         self.max_gap_s = max_gap_s
         self.min_iou = min_iou
         self.sure_iou = sure_iou
@@ -127,12 +146,43 @@ class Tracker:
         result = []
         for o, obs in enumerate(observations):
             if o not in assigned:
-                assigned[o] = Track(self._next_number)
-                self._next_number += 1
-                self.active.append(assigned[o])
+                assigned[o] = self._new_track([])
             assigned[o].observations.append(obs)
             result.append(assigned[o])
+        self.splits = [(track, split) for obs, track in zip(observations, result, strict=True)
+                       if obs.good and obs.embedding is not None
+                       and (split := self._split_if_drifted(track)) is not None]
+        for _, split in self.splits:
+            result = [split if any(obs is moved for moved in split.observations) else track
+                      for obs, track in zip(observations, result, strict=True)]
         return result, ended
+
+    def _new_track(self, observations: list[Observation]) -> Track:
+        track = Track(self._next_number, observations)
+        self._next_number += 1
+        self.active.append(track)
+        return track
+
+    def _split_if_drifted(self, track: Track) -> Track | None:
+        """Split ``track`` where its last good faces stopped looking like the earlier ones: at
+        the cut among its last ``drift_faces`` good faces, with ``drift_faces`` before it and
+        at least two after it, whose after faces are all farther than ``split_distance`` from
+        the template of the faces before it."""
+        good = [obs for obs in track.observations if obs.good and obs.embedding is not None]
+        k = self.drift_faces
+        vectors = [obs.embedding for obs in good if obs.embedding is not None]
+        best: tuple[float, int] | None = None
+        for cut in range(max(k, len(good) - k), len(good) - 1):
+            before = template(vectors[:cut])
+            # Every face after the cut must be someone else: one odd face is no change
+            nearest = min(float(np.linalg.norm(v - before)) for v in vectors[cut:])
+            if nearest > self.split_distance and (best is None or nearest > best[0]):
+                best = (nearest, cut)
+        if best is None:
+            return None
+        at = next(i for i, obs in enumerate(track.observations) if obs is good[best[1]])
+        moved, track.observations = track.observations[at:], track.observations[:at]
+        return self._new_track(moved)
 
     def sure_continuations(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
         """Which of one frame's ``boxes`` continue an identified track so plainly that their

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from stream.config import AnalyzeConfig
 from stream.errors import DecodeError
 from stream.identity.gallery import Gallery
 from stream.identity.track import Track
-from stream.pipeline.lane import IdentityAssigner, Lane, identifying_lane
+from stream.pipeline.lane import IdentityAssigner, Lane, LaneStep, identifying_lane
 from stream.pipeline.record import AppearanceRecorder
 from stream.report import (
     Detection,
@@ -29,7 +30,7 @@ from stream.sources import DecodeStats, prefetch, probe, sampled_frames
 from stream.storage import open_gallery
 from stream.types import Event, FloatArray, Frame, PersonLeft
 from stream.vision.embed import default_embedder_name
-from stream.vision.executor import VisionWorker, pick_device
+from stream.vision.executor import FrameFaces, VisionWorker, pick_device
 
 log = logging.getLogger(__name__)
 LANE = "file"  # the camera name of a file's lane
@@ -60,32 +61,46 @@ def batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
 
 
 class _Faces:
-    """Every face of the video with its track, for ``detections.jsonl`` (tracks are labelled
-    when decided, so the label is read at the end)."""
+    """Every face of the video, for ``detections.jsonl``. A face is labelled by the track that
+    holds it at the end: tracks are decided after they begin, and a track split in two moves
+    its later faces to the new one."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, float, FloatArray, float, Track]] = []
+        self.rows: list[tuple[int, float, FloatArray, float]] = []
+        self._tracks: dict[int, Track] = {}
 
-    def add(self, frame: Frame, boxes: FloatArray, scores: FloatArray, tracks: list[Track]
-            ) -> None:
-        self.rows += [(frame.index, frame.t, boxes[i], float(scores[i]), track)
-                      for i, track in enumerate(tracks)]
+    def add(self, result: FrameFaces, step: LaneStep) -> None:
+        frame, faces = result.frame, result.faces
+        self.rows += [(frame.index, frame.t, faces.boxes[i], float(faces.scores[i]))
+                      for i in range(len(faces))]
+        self._tracks.update((track.number, track) for track in step.tracks + step.split)
+
+    def _labels(self) -> dict[tuple[int, int], str | None]:
+        """(frame, index of the face on it) -> the person, or ``None``."""
+        labels: dict[tuple[int, int], str | None] = {}
+        for track in self._tracks.values():
+            person = Gallery.label(track.identity) if track.identity is not None else None
+            for obs in track.observations:
+                labels[obs.frame, obs.face] = person
+        return labels
 
     def detections(self) -> Iterator[Detection]:
-        for frame, t, box, score, track in self.rows:
-            person = Gallery.label(track.identity) if track.identity is not None else None
+        labels = self._labels()
+        index = (-1, 0)
+        for frame, t, box, score in self.rows:
+            index = (frame, index[1] + 1 if index[0] == frame else 0)
             yield Detection(frame, t, (float(box[0]), float(box[1]), float(box[2]),
-                                       float(box[3])), score, person)
+                                       float(box[3])), score, labels.get(index))
 
-    def count(self, person: str) -> int:
-        return sum(1 for *_, track in self.rows
-                   if track.identity is not None and Gallery.label(track.identity) == person)
+    def counts(self) -> Counter[str]:
+        return Counter(person for person in self._labels().values() if person is not None)
 
 
 def persons(left: list[PersonLeft], faces: _Faces, *, half_step: float, duration: float
             ) -> list[Person]:
     """The report's people from the appearances that ended. A sampled frame stands for half a
     sampling step either side of it, so each appearance is widened by that much."""
+    counts = faces.counts()
     by_person: dict[str, list[PersonLeft]] = {}
     for event in left:
         by_person.setdefault(event.person, []).append(event)
@@ -94,8 +109,7 @@ def persons(left: list[PersonLeft], faces: _Faces, *, half_step: float, duration
         spans = [(max(0.0, e.start_frame_time - half_step),
                   min(duration, e.end_frame_time + half_step)) for e in events]
         best = max(events, key=lambda e: e.quality)
-        result.append(Person(person, merge_spans(spans, 0.0), faces.count(person),
-                             best.thumbnail))
+        result.append(Person(person, merge_spans(spans, 0.0), counts[person], best.thumbnail))
     return result
 
 
@@ -143,7 +157,7 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
         for batch in batches(frames, engine.max_batch_frames):
             for result in worker.process(batch, lane.skippable, [lane.sharpness] * len(batch)):
                 step = lane.take(result, time.time())
-                faces.add(result.frame, result.faces.boxes, result.faces.scores, step.tracks)
+                faces.add(result, step)
                 events += step.events
             if progress is not None:
                 progress(batch[-1].t, info.duration_s)

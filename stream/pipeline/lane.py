@@ -56,12 +56,19 @@ class IdentityAssigner(Protocol):
         """The tracks that may still continue."""
         ...
 
+    def split_tracks(self) -> list[Track]:
+        """The tracks split off others by the latest :meth:`observe` (someone took a person's
+        place): their faces were moved out of the track they had joined."""
+        ...
+
 
 @dataclass(frozen=True)
 class LaneStep:
-    """What one frame gave: the track of each face (in the order of the faces), and events."""
+    """What one frame gave: the track of each face (in the order of the faces), the tracks
+    split off (holding earlier faces that were moved to them), and events."""
 
     tracks: list[Track]
+    split: list[Track]
     events: list[Event]
 
 
@@ -70,7 +77,7 @@ def observations(result: FrameFaces) -> list[Observation]:
     return [Observation(result.frame.index, result.frame.t, result.faces.boxes[i],
                         float(result.faces.scores[i]),
                         result.embeddings[i] if result.embedded[i] else None,
-                        float(result.quality[i]), bool(result.good[i]))
+                        float(result.quality[i]), bool(result.good[i]), i)
             for i in range(len(result.faces))]
 
 
@@ -78,12 +85,16 @@ class Lane:
     """One camera's (or file's) tracks, identities and appearances.
 
     ``name`` is the camera's name in events. Frames must come in time order; a frame marked
-    ``discontinuity`` ends every track first (nothing continues across a loop or reconnect).
+    ``discontinuity`` ends every track first (nothing continues across a cut, loop or
+    reconnect). Only faces the detector is sure of (``min_face_score``) make or extend an
+    appearance: a hand that joined a known person's track is not that person.
     """
 
-    def __init__(self, name: str, assigner: IdentityAssigner, events: EventSettings) -> None:
+    def __init__(self, name: str, assigner: IdentityAssigner, events: EventSettings, *,
+                 min_face_score: float = 0.0) -> None:
         self.name = name
         self.assigner = assigner
+        self.min_face_score = min_face_score
         self.appearances = Appearances(name, events)
         self.sharpness = SharpnessBaseline()
         self.wall_offset = 0.0  # wall clock minus frame time, of the latest frame
@@ -116,12 +127,13 @@ class Lane:
                                                                result.faces.boxes[i]))
         # Tracks that ended undecided and were decided at their end: seen, and maybe gone.
         seen = [track for track in decided if track not in tracks]
-        seen += [track for track in dict.fromkeys(tracks) if track.identity is not None]
-        for track in seen:
+        seen += [track for track, score in zip(tracks, result.faces.scores, strict=True)
+                 if track.identity is not None and score >= self.min_face_score]
+        for track in dict.fromkeys(seen):
             events += self._see(track, highest, now)
         live = {track.number for track in tracks + self.assigner.active_tracks()}
         self._best = {number: best for number, best in self._best.items() if number in live}
-        return LaneStep(tracks, events)
+        return LaneStep(tracks, self.assigner.split_tracks(), events)
 
     def tick(self, t: float, now: float) -> list[Event]:
         """End the appearances not seen for ``left_after_s`` before frame time ``t``."""
@@ -158,7 +170,10 @@ class Lane:
         """``highest``: the highest identity number before this frame; a higher one was created
         for this track."""
         assert track.identity is not None
-        last, first = track.last, track.observations[0]
+        sure = [obs for obs in track.observations if obs.score >= self.min_face_score]
+        if not sure:
+            return []
+        first, last = sure[0], sure[-1]
         quality, crop = self._best[track.number]
         box = (float(last.box[0]), float(last.box[1]), float(last.box[2]), float(last.box[3]))
         events = self.appearances.see(Sighting(
@@ -177,7 +192,8 @@ def identifying_lane(name: str, gallery: Gallery, *, threshold: float, events: E
                      source: str) -> Lane:
     """A lane deciding identities against ``gallery`` (the product's way). ``source`` (camera
     or file) is recorded with each exemplar."""
-    identifier = Identifier(gallery, MatchSettings(threshold=threshold), source=source)
-    lane = Lane(name, identifier, events)
+    settings = MatchSettings(threshold=threshold)
+    identifier = Identifier(gallery, settings, source=source)
+    lane = Lane(name, identifier, events, min_face_score=settings.min_face_score)
     identifier.face_of = lane.face_jpeg
     return lane

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stream.identity.gallery import Gallery
-from stream.identity.matcher import Identifier, MatchSettings, Verdict, decide
+from stream.identity.matcher import Identifier, MatchSettings, Verdict, decide, evidence_needed
 from stream.identity.track import Observation, Track, Tracker, box_iou
 from stream.storage import open_store
 
@@ -171,3 +171,45 @@ def test_after_a_gap_only_a_close_embedding_continues_a_track() -> None:
     assert tracker.update(0.1, [obs(1, (0, 0, 50, 50), other)])[0][0] is first[0]
     later, _ = tracker.update(1.1, [obs(11, (0, 0, 50, 50), near(2))])
     assert later[0] is not first[0]
+
+
+def test_someone_taking_a_persons_place_is_split_off_their_track() -> None:
+    # Link distances loose enough that person 1's faces join person 0's track one by one.
+    tracker = Tracker(link_distance=2.0, strict_distance=2.0, max_gap_s=1.0,
+                      split_distance=0.3, drift_faces=3)
+    box = (0, 0, 50, 50)
+    first = [tracker.update(i / 10, [obs(i, box, near(0))])[0][0] for i in range(5)]
+    assert all(track is first[0] for track in first) and not tracker.splits
+    later = [tracker.update(i / 10, [obs(i, box, near(1))])[0][0] for i in range(5, 8)]
+    assert later[-1] is not first[0]  # split at the third face of person 1
+    assert [o.frame for o in first[0].observations] == [0, 1, 2, 3, 4]
+    assert [o.frame for o in later[-1].observations] == [5, 6, 7]
+    assert later[-1].identity is None
+
+
+def test_one_persons_faces_are_never_split() -> None:
+    tracker = Tracker(link_distance=2.0, strict_distance=2.0, max_gap_s=1.0,
+                      split_distance=0.3, drift_faces=3)
+    tracks = [tracker.update(i / 10, [obs(i, (0, 0, 50, 50), near(0))])[0][0]
+              for i in range(30)]
+    assert all(track is tracks[0] for track in tracks)
+
+
+def test_a_close_match_needs_more_faces_the_closer_it_is() -> None:
+    settings = MatchSettings(threshold=0.5, min_evidence=3, patience=12, close_band=0.05)
+    assert evidence_needed(0.40, settings) == (3, settings.margin)
+    faces, margin = evidence_needed(0.49, settings)
+    assert faces > 10 and margin > 1.5 * settings.margin
+    assert evidence_needed(0.475, settings)[0] < faces
+
+
+def test_a_track_of_things_the_detector_is_unsure_of_is_never_decided() -> None:
+    gallery = in_memory()
+    gallery.create(np.stack([near(0)]))
+    unsure = Track(1, [Observation(i, i / 10, np.array((0, 0, 50, 50), np.float32), 0.8,
+                                   near(0), 1.0, False) for i in range(10)])
+    assert decide(gallery, unsure, SETTINGS, final=True, exclude=set()).verdict is Verdict.WAIT
+    sure = Track(2, [Observation(i, i / 10, np.array((0, 0, 50, 50), np.float32), 0.99,
+                                 near(0), 1.0, False) for i in range(10)])
+    known = decide(gallery, sure, SETTINGS, final=True, exclude=set())
+    assert known.verdict is Verdict.KNOWN  # small or soft faces may still be someone known
