@@ -1,0 +1,77 @@
+"""The lane on plain data: faces in, tracks and typed events out, no model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream.config import EventSettings
+from stream.pipeline.lane import Lane, identifying_lane
+from stream.storage import open_gallery
+from stream.types import Faces, Frame, PersonAppeared, PersonLeft
+from stream.vision.executor import FrameFaces
+
+DIM = 16
+RNG = np.random.default_rng(11)
+CENTRES = RNG.normal(size=(2, DIM))
+CENTRES /= np.linalg.norm(CENTRES, axis=1, keepdims=True)
+IMAGE = np.zeros((120, 160, 3), np.uint8)
+
+
+def face(person: int) -> np.ndarray:
+    vector = CENTRES[person] + RNG.normal(size=DIM) * 0.01
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def result(index: int, people: list[tuple[int, float]], *, cut: bool = False) -> FrameFaces:
+    """Frame ``index`` (10 a second) with a face per (person, detection score) at one place."""
+    n = len(people)
+    boxes = np.tile(np.array([[40, 30, 90, 90]], np.float32), (n, 1))
+    scores = np.array([score for _, score in people], np.float32)
+    faces = Faces(boxes, scores, np.zeros((n, 5, 2), np.float32))
+    vectors = np.stack([face(p) for p, _ in people]) if n else np.zeros((0, DIM), np.float32)
+    good = scores >= 0.95
+    return FrameFaces(Frame(index, index / 10, IMAGE, discontinuity=cut), faces, vectors,
+                      np.ones(n, np.bool_), np.full(n, 10, np.float32),
+                      np.full(n, 100, np.float32), good, np.ones(n, np.float32))
+
+
+def lane() -> Lane:
+    gallery = open_gallery(None, dim=DIM, embedder="test", version="1")
+    return identifying_lane("door", gallery, threshold=0.5, source="test",
+                            events=EventSettings(left_after_s=1.0))
+
+
+def test_a_hand_on_a_known_track_is_not_that_person() -> None:
+    door = lane()
+    events = []
+    for i in range(5):
+        events += door.take(result(i, [(0, 0.99)]), now=float(i)).events
+    assert [type(e) for e in events] == [PersonAppeared]
+    # The detector is unsure of what now continues the track (a hand, a microphone)
+    for i in range(5, 30):
+        events += door.take(result(i, [(0, 0.8)]), now=float(i)).events
+    left = [e for e in events if isinstance(e, PersonLeft)]
+    assert len(left) == 1 and left[0].end_frame_time == 0.4  # the last face it was sure of
+
+
+def test_a_track_of_unsure_detections_makes_no_event() -> None:
+    door = lane()
+    events = []
+    for i in range(30):
+        events += door.take(result(i, [(1, 0.85)]), now=float(i)).events
+    events += door.finish(now=31.0)
+    assert events == []
+
+
+def test_a_cut_ends_tracks_but_not_the_appearance_of_who_stays() -> None:
+    door = lane()
+    events = []
+    tracks = []
+    for i in range(10):
+        step = door.take(result(i, [(0, 0.99)], cut=i == 5), now=float(i))
+        events += step.events
+        tracks += step.tracks
+    events += door.finish(now=11.0)
+    assert tracks[4] is not tracks[5]  # nothing continues across the cut
+    assert {t.identity for t in tracks} == {1}  # the same person, decided again
+    assert [type(e) for e in events] == [PersonAppeared, PersonLeft]
