@@ -19,7 +19,8 @@ IMAGE = np.zeros((120, 160, 3), np.uint8)
 
 def face(person: int) -> np.ndarray:
     vector = CENTRES[person] + RNG.normal(size=DIM) * 0.01
-    return (vector / np.linalg.norm(vector)).astype(np.float32)
+    unit: np.ndarray = (vector / np.linalg.norm(vector)).astype(np.float32)
+    return unit
 
 
 def result(index: int, people: list[tuple[int, float]], *, cut: bool = False) -> FrameFaces:
