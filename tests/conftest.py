@@ -13,7 +13,7 @@ from stream.vision import models
 torch.set_num_threads(2)
 
 # Real servers on loopback, started by fixtures: a mosquitto broker and a GStreamer RTSP server.
-pytest_plugins = ["tests.fixtures.mosquitto", "tests.fixtures.rtsp"]
+pytest_plugins = ["tests.fixtures.mosquitto", "tests.fixtures.rtsp", "tests.fixtures.disk"]
 
 
 @pytest.fixture(scope="session")

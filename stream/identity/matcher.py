@@ -21,6 +21,7 @@ from enum import Enum
 import numpy as np
 import numpy.typing as npt
 
+from stream.errors import StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.track import Observation, Track, Tracker, template
 from stream.types import FloatArray
@@ -223,18 +224,27 @@ class Identifier:
                 self._remember(track, good)
             return True
         if decision.verdict is Verdict.NEW:
-            track.identity = self.gallery.create(
-                template(good)[None], quality=self._quality(track), source=self.source,
-                face=self.face_of(track))
+            try:
+                track.identity = self.gallery.create(
+                    template(good)[None], quality=self._quality(track), source=self.source,
+                    face=self.face_of(track))
+            except StorageError as error:  # decided again on its next face, or at its end
+                log.warning("cannot create a person now (%s); track %d waits", error,
+                            track.number)
+                return False
             return True
         return False
 
     def _remember(self, track: Track, vectors: FloatArray) -> None:
-        """Add the template of ``vectors`` (good faces of ``track``) to its identity."""
+        """Add the template of ``vectors`` (good faces of ``track``) to its identity; when the
+        store cannot take it now, the identity keeps the exemplars it has."""
         assert track.identity is not None
-        self.gallery.add_exemplars(track.identity, template(vectors)[None],
-                                   quality=self._quality(track), source=self.source,
-                                   face=self.face_of(track))
+        try:
+            self.gallery.add_exemplars(track.identity, template(vectors)[None],
+                                       quality=self._quality(track), source=self.source,
+                                       face=self.face_of(track))
+        except StorageError as error:
+            log.warning("cannot add an exemplar to p%d now (%s)", track.identity, error)
 
     @staticmethod
     def _quality(track: Track) -> float:

@@ -23,25 +23,11 @@ from PIL import Image
 
 from benchmarks.synthetic import GroundTruth
 from tests.fixtures import free_port
+from tests.fixtures.disk import fill
 from tests.integration.live import EventClient, Service
 from tests.integration.test_rest import TOKEN, Live
-from tests.unit.test_gallery_store import fill
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def small_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    mount = tmp_path_factory.mktemp("robust") / "small"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-                             capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,9 @@ another embedder, a damaged file."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from stream.pipeline.record import AppearanceRecorder
 from stream.storage import open_gallery
 from stream.storage import sqlite as sqlite_store
 from stream.storage.sqlite import SQLiteStore
+from tests.fixtures.disk import fill
 from tests.unit.test_identity import DIM, in_memory, near, track_of
 
 SETTINGS = MatchSettings(threshold=0.5, min_evidence=3, patience=8)
@@ -296,35 +295,6 @@ def test_a_person_removed_by_another_process_is_skipped_by_the_recorder(
     assert [(a.identity, a.start) for a in ours.store.appearances()] == [(stays, 10.0)]
     assert ours.refresh() == {goes}
     assert goes not in ours
-
-
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A small file system of its own (tmpfs, mounted as root), to be filled up."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
-                             capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """Fill the file system of ``directory`` up; returns the file that fills it."""
-    filler = directory / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while os.write(descriptor, b"\0" * 512):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-    return filler
 
 
 def test_a_full_disk_refuses_changes_clearly_and_keeps_the_gallery_consistent(

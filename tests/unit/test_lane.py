@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from stream.config import EventSettings
@@ -9,12 +11,13 @@ from stream.pipeline.lane import Lane, identifying_lane
 from stream.storage import open_gallery
 from stream.types import Faces, Frame, PersonAppeared, PersonLeft
 from stream.vision.executor import FrameFaces
+from tests.fixtures.disk import fill
 
 DIM = 16
 RNG = np.random.default_rng(11)
 CENTRES = RNG.normal(size=(2, DIM))
 CENTRES /= np.linalg.norm(CENTRES, axis=1, keepdims=True)
-IMAGE = np.zeros((120, 160, 3), np.uint8)
+IMAGE = np.zeros((120, 320, 3), np.uint8)
 
 
 def face(person: int) -> np.ndarray:
@@ -23,10 +26,13 @@ def face(person: int) -> np.ndarray:
     return unit
 
 
-def result(index: int, people: list[tuple[int, float]], *, cut: bool = False) -> FrameFaces:
-    """Frame ``index`` (10 a second) with a face per (person, detection score) at one place."""
+def result(index: int, people: list[tuple[int, float]], *, cut: bool = False,
+           second_at: float = 0.0) -> FrameFaces:
+    """Frame ``index`` (10 a second) with a face per (person, detection score) at one place
+    (the second one ``second_at`` pixels to the right)."""
     n = len(people)
     boxes = np.tile(np.array([[40, 30, 90, 90]], np.float32), (n, 1))
+    boxes[1:, [0, 2]] += second_at
     scores = np.array([score for _, score in people], np.float32)
     faces = Faces(boxes, scores, np.zeros((n, 5, 2), np.float32))
     vectors = np.stack([face(p) for p, _ in people]) if n else np.zeros((0, DIM), np.float32)
@@ -76,3 +82,26 @@ def test_a_cut_ends_tracks_but_not_the_appearance_of_who_stays() -> None:
     assert tracks[4] is not tracks[5]  # nothing continues across the cut
     assert {t.identity for t in tracks} == {1}  # the same person, decided again
     assert [type(e) for e in events] == [PersonAppeared, PersonLeft]
+
+
+def test_a_stranger_waits_while_the_disk_is_full_and_known_people_keep_their_events(
+        full_disk: Path) -> None:
+    gallery = open_gallery(full_disk / "gallery.db", dim=DIM, embedder="test", version="1")
+    door = identifying_lane("door", gallery, threshold=0.5, source="test",
+                            events=EventSettings(left_after_s=1.0))
+    events = []
+    for i in range(5):  # person 0 is known before the disk fills up
+        events += door.take(result(i, [(0, 0.99)]), now=float(i)).events
+    filler = fill(full_disk)
+    try:
+        for i in range(5, 15):  # person 1 comes (elsewhere): nobody can be created now
+            step = door.take(result(i, [(0, 0.99), (1, 0.99)], second_at=200), now=float(i))
+            events += step.events
+        assert step.tracks[0].identity == 1 and step.tracks[1].identity is None
+    finally:
+        filler.unlink()
+    step = door.take(result(15, [(0, 0.99), (1, 0.99)], second_at=200), now=15.0)
+    assert step.tracks[1].identity == 2  # decided as soon as the disk takes it
+    events += step.events + door.finish(now=16.0)
+    assert sorted(e.person for e in events if isinstance(e, PersonAppeared)) == ["p1", "p2"]
+    gallery.store.close()
