@@ -55,6 +55,7 @@ class MatchSettings:
     # Matches within this of the threshold need more good faces and a wider margin, the closer
     # they are (see :func:`evidence_needed`).
     close_band: float = 0.03
+    shrink: float = 0.03  # the threshold falls by this per e-fold of faces (threshold_for)
     min_face_score: float = 0.95  # the quality gate's detection score: a face, surely
     exemplar_faces: int = 10  # an identified track adds a template of each this many good faces
 
@@ -80,11 +81,21 @@ def candidates(gallery: Gallery, query: FloatArray, k: int, reach: float
     return result
 
 
-def evidence_needed(distance: float, settings: MatchSettings) -> tuple[int, float]:
+def threshold_for(faces: int, settings: MatchSettings) -> float:
+    """The threshold for a template of ``faces`` good faces: ``threshold`` for
+    ``min_evidence`` faces, lower for more. Averaging more faces cancels more of each face's
+    noise, so templates of one person, and of two similar people, come closer together; a
+    fixed threshold would let more look-alikes in the more faces a track has."""
+    ratio = max(faces, settings.min_evidence) / settings.min_evidence
+    return settings.threshold - settings.shrink * math.log(ratio)
+
+
+def evidence_needed(distance: float, threshold: float, settings: MatchSettings
+                    ) -> tuple[int, float]:
     """Good faces and margin a match at ``distance`` needs: ``min_evidence`` and ``margin`` when
-    it is clearly under the threshold, rising to ``patience`` faces and twice the margin as it
-    nears the threshold (near look-alikes are matched only on much evidence)."""
-    near = settings.threshold - settings.close_band
+    it is clearly under ``threshold``, rising to ``patience`` faces and twice the margin as it
+    nears it (near look-alikes are matched only on much evidence)."""
+    near = threshold - settings.close_band
     closeness = min(1.0, max(0.0, (distance - near) / settings.close_band))
     faces = settings.min_evidence + math.ceil(
         closeness * (settings.patience - settings.min_evidence))
@@ -104,17 +115,18 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
     if not len(good) and len(faces) < settings.min_evidence:
         return Decision(Verdict.WAIT, None, float("inf"))
     query = template(good if len(good) else np.stack(faces))
-    reach = settings.threshold + settings.uncertain_band
+    threshold = threshold_for(len(good), settings)
+    reach = threshold + settings.uncertain_band
     found = {i: c for i, c in candidates(gallery, query, settings.neighbours, reach).items()
-             if i not in exclude and not gallery.rejected(i, query, settings.threshold)}
+             if i not in exclude and not gallery.rejected(i, query, threshold)}
     ranked = sorted((distance, identity) for identity, (distance, _) in found.items())
     best_distance, best = ranked[0] if ranked else (float("inf"), None)
     second = ranked[1][0] if len(ranked) > 1 else float("inf")
     most_votes = max((votes for _, votes in found.values()), default=0)
-    needed, margin = evidence_needed(best_distance, settings)
+    needed, margin = evidence_needed(best_distance, threshold, settings)
     clear_winner = (best is not None and second - best_distance >= margin
                     and found[best][1] >= most_votes)
-    under = best is not None and best_distance < settings.threshold
+    under = best is not None and best_distance < threshold
     if under and clear_winner and len(good) >= needed:
         return Decision(Verdict.KNOWN, best, best_distance)
     enough = len(good) >= settings.min_evidence
@@ -124,8 +136,7 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
         # Out of patience. A known person needs the evidence its closeness asks for, or a
         # clear match (then faces too small or soft to create anyone may still be them).
         # Wrongly merging two people corrupts an identity for good; a split is the lesser error.
-        if under and (len(good) >= needed or best_distance < settings.threshold
-                      - settings.close_band):
+        if under and (len(good) >= needed or best_distance < threshold - settings.close_band):
             return Decision(Verdict.KNOWN, best, best_distance)
         if enough:
             return Decision(Verdict.NEW, None, best_distance)
@@ -253,4 +264,4 @@ class Identifier:
 
 
 __all__ = ["Decision", "Identifier", "MatchSettings", "Verdict", "candidates", "decide",
-           "evidence_needed", "template"]
+           "evidence_needed", "template", "threshold_for"]

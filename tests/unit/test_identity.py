@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from stream.identity.gallery import Gallery
-from stream.identity.matcher import Identifier, MatchSettings, Verdict, decide, evidence_needed
+from stream.identity.matcher import (
+    Identifier,
+    MatchSettings,
+    Verdict,
+    decide,
+    evidence_needed,
+    threshold_for,
+)
 from stream.identity.track import Observation, Track, Tracker, box_iou
 from stream.storage import open_store
 
@@ -197,10 +204,16 @@ def test_one_persons_faces_are_never_split() -> None:
 
 def test_a_close_match_needs_more_faces_the_closer_it_is() -> None:
     settings = MatchSettings(threshold=0.5, min_evidence=3, patience=12, close_band=0.05)
-    assert evidence_needed(0.40, settings) == (3, settings.margin)
-    faces, margin = evidence_needed(0.49, settings)
+    assert evidence_needed(0.40, 0.5, settings) == (3, settings.margin)
+    faces, margin = evidence_needed(0.49, 0.5, settings)
     assert faces > 10 and margin > 1.5 * settings.margin
-    assert evidence_needed(0.475, settings)[0] < faces
+    assert evidence_needed(0.475, 0.5, settings)[0] < faces
+
+
+def test_templates_of_more_faces_have_a_lower_threshold() -> None:
+    settings = MatchSettings(threshold=0.5, min_evidence=3, shrink=0.03)
+    assert threshold_for(1, settings) == threshold_for(3, settings) == 0.5
+    assert threshold_for(12, settings) == pytest.approx(0.5 - 0.03 * np.log(4))
 
 
 def test_a_track_of_things_the_detector_is_unsure_of_is_never_decided() -> None:
