@@ -66,12 +66,12 @@ class _Faces:
     its later faces to the new one."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, float, FloatArray, float]] = []
+        self.rows: list[tuple[int, int, float, FloatArray, float]] = []  # frame, face, ...
         self._tracks: dict[int, Track] = {}
 
     def add(self, result: FrameFaces, step: LaneStep) -> None:
         frame, faces = result.frame, result.faces
-        self.rows += [(frame.index, frame.t, faces.boxes[i], float(faces.scores[i]))
+        self.rows += [(frame.index, i, frame.t, faces.boxes[i], float(faces.scores[i]))
                       for i in range(len(faces))]
         self._tracks.update((track.number, track) for track in step.tracks + step.split)
 
@@ -86,11 +86,9 @@ class _Faces:
 
     def detections(self) -> Iterator[Detection]:
         labels = self._labels()
-        index = (-1, 0)
-        for frame, t, box, score in self.rows:
-            index = (frame, index[1] + 1 if index[0] == frame else 0)
+        for frame, face, t, box, score in self.rows:
             yield Detection(frame, t, (float(box[0]), float(box[1]), float(box[2]),
-                                       float(box[3])), score, labels.get(index))
+                                       float(box[3])), score, labels.get((frame, face)))
 
     def counts(self) -> Counter[str]:
         return Counter(person for person in self._labels().values() if person is not None)
