@@ -121,6 +121,8 @@ class Lane:
         highest = self.assigner.highest
         tracks, decided = self.assigner.observe(frame.t, observations(result))
         for i, track in enumerate(tracks):
+            if result.faces.scores[i] < self.min_face_score:
+                continue  # never the face of an event
             quality = float(result.quality[i]) + (1.0 if result.good[i] else 0.0)
             if quality > self._best.get(track.number, (-1.0, None))[0]:
                 self._best[track.number] = (quality, face_crop(frame.image,
@@ -162,7 +164,7 @@ class Lane:
         highest = self.assigner.highest
         events: list[Event] = []
         for track in self.assigner.finish():
-            if track.identity is not None and track.number in self._best:
+            if track.identity is not None:
                 events += self._see(track, highest, now)
         return events
 
@@ -171,7 +173,7 @@ class Lane:
         for this track."""
         assert track.identity is not None
         sure = [obs for obs in track.observations if obs.score >= self.min_face_score]
-        if not sure:
+        if not sure or track.number not in self._best:
             return []
         first, last = sure[0], sure[-1]
         quality, crop = self._best[track.number]
