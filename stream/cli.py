@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -67,6 +67,7 @@ def _numbers(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
+    from stream.config import Backend
     from stream.vision.embedders import EMBEDDERS
     from stream.vision.models import REGISTRY
 
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "one)")
     analyze.add_argument("--device", type=_device, default=None,
                          help="auto, cpu, cuda or cuda:N (default auto)")
+    analyze.add_argument("--backend", choices=get_args(Backend), default=None,
+                         help="run the networks on torch or onnx (ONNX Runtime); default auto: "
+                         "the faster one on the device")
     analyze.add_argument("--gallery", type=Path, default=None,
                          help="gallery file: people keep their IDs across runs and cameras")
 
@@ -132,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "yes; --no-drop, files only: analyse every sampled frame, as analyze does)")
     run.add_argument("--embedder", choices=EMBEDDERS, default=None)
     run.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--backend", choices=get_args(Backend), default=None,
+                     help="torch or onnx (ONNX Runtime); default auto")
     run.add_argument("--gallery", type=Path, default=None,
                      help="gallery file: people keep their IDs across runs and cameras")
 
@@ -149,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="download from the upstream release when no local copy exists")
     verify = model_actions.add_parser("verify", help="check cached files against their sha256")
     verify.add_argument("names", nargs="*", metavar="MODEL")
+    export_onnx = model_actions.add_parser(
+        "export-onnx", help="export MTCNN and the embedders to ONNX (for --backend onnx), "
+        "verified against torch")
+    export_onnx.add_argument("names", nargs="*", metavar="NAME",
+                             help=f"mtcnn or an embedder ({', '.join(EMBEDDERS)}; default: mtcnn "
+                             "and every embedder whose weights are cached)")
+    export_onnx.add_argument("--allow-download", action="store_true",
+                             help="let facenet weights be downloaded for the export")
 
     enroll = commands.add_parser("enroll", help="add a person to a gallery from photos of them")
     enroll.add_argument("photos", nargs="+", type=Path, metavar="PHOTO",
@@ -283,7 +297,7 @@ def _with_options(document: dict[str, Any], args: argparse.Namespace) -> dict[st
     """``document`` (settings of analyze or run) with the engine and gallery options given on
     the command line put over it: one set of rules for both commands."""
     engine = document.setdefault("engine", {})
-    for key in ("embedder", "weights", "threshold", "device", "detect_width"):
+    for key in ("embedder", "weights", "threshold", "device", "detect_width", "backend"):
         value = getattr(args, key, None)
         if value is not None:
             engine[key] = None if value == FULL else value
@@ -361,7 +375,8 @@ def _models(args: argparse.Namespace) -> int:
             print(f"{spec.name:18} {state:12} {spec.description}")
             print(f"{'':18} from {spec.source}")
             for file in spec.files:
-                print(f"{'':18}   {file.name}  sha256 {file.sha256 or 'recorded on first fetch'}")
+                recorded = models.recorded_sha256(spec, file) or "recorded on first fetch"
+                print(f"{'':18}   {file.name}  sha256 {recorded}")
         print(f"cache: {models.facestream_home() / 'models'}")
         return 0
     if args.action == "fetch":
@@ -371,12 +386,37 @@ def _models(args: argparse.Namespace) -> int:
                                      progress=lambda message: log.info("%s", message))
             print(f"{name}: verified in {directory}")
         return 0
+    if args.action == "export-onnx":
+        return _export_onnx(args)
     failed = 0
     for name in args.names or [n for n in models.REGISTRY if models.spec(n).directory.exists()]:
         problems = models.verify(name)
         print(f"{name}: {'ok' if not problems else '; '.join(problems)}")
         failed += bool(problems)
     return 1 if failed else 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from stream.vision import backends, models
+    from stream.vision.embedders import EMBEDDERS, embedder_spec
+
+    for name in args.names:
+        if name != "mtcnn":
+            embedder_spec(name)  # an unknown name: one line naming the choices
+    backends.onnxruntime()  # a missing onnxruntime: one line, before any export work
+    names = args.names or ["mtcnn", *(name for name, embedder in EMBEDDERS.items()
+                                      if models.is_ready(embedder.model)
+                                      or embedder.model == "dlib-resnet")]
+    from stream.vision.export import export
+
+    for name in names:
+        agreement = export(name, allow_download=args.allow_download,
+                           progress=lambda message: log.info("%s", message))
+        model = models.spec(models.onnx_model_name(name))
+        print(f"{name}: verified against torch on the sample photos ({agreement})")
+        for file in model.files:
+            print(f"  {model.path(file.name)}  sha256 {models.recorded_sha256(model, file)}")
+    return 0
 
 
 def _enroll(args: argparse.Namespace) -> int:

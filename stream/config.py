@@ -135,6 +135,10 @@ class SourceSettings(_Retrying):
                                   "is reconnected")
 
 
+# Where the networks run (stream.vision.backends): auto picks the faster one of the device.
+Backend = Literal["auto", "torch", "onnx"]
+
+
 class EngineSettings(_Strict):
     """The models and the device."""
 
@@ -151,6 +155,9 @@ class EngineSettings(_Strict):
                                     "(null: the embedder's calibrated one)")
     max_batch_frames: int = Field(8, ge=1, le=64, description="frames batched through the "
                                   "models at once (across cameras when live)")
+    backend: Backend = Field(
+        "auto", description="where the networks run: torch, or onnx (ONNX Runtime on their "
+        "exported files); auto: the faster one measured on the device")
 
     @field_validator("embedder")
     @classmethod

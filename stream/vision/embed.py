@@ -29,6 +29,7 @@ class Embedder(Protocol):
     version: str
     dim: int
     threshold: float
+    chip_size: int  # the side of the chips it embeds
 
     def chips(self, image: torch.Tensor, faces: Faces) -> torch.Tensor:
         """The aligned float face chips (N, 3, S, S) of ``faces`` in ``image`` (3, H, W), 0..255,

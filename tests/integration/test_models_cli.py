@@ -44,3 +44,30 @@ def test_the_parser_offers_the_registered_embedders_without_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout == "False\n"
+
+
+def test_export_onnx_of_facenet_verifies_and_records_it(
+        weights: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Random weights (the real ones are a download away): the export path is the same.
+    import torch
+    from facenet_pytorch import InceptionResnetV1
+
+    from stream.vision import models
+
+    samples = models.spec("face-api-samples").directory
+    monkeypatch.setenv("FACESTREAM_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    (tmp_path / "home" / "models" / "face-api-samples").symlink_to(samples)
+    torch.manual_seed(0)
+    torch.save(InceptionResnetV1(pretrained=None).eval().state_dict(), tmp_path / "w.pt")
+    assert main(["-q", "models", "fetch", "facenet-casia", "--from", str(tmp_path / "w.pt")]
+                ) == 0
+    capsys.readouterr()
+    assert main(["-q", "models", "export-onnx", "facenet-casia"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("facenet-casia: verified against torch on the sample photos (")
+    exported = tmp_path / "home" / "models" / "facenet-casia-onnx" / "facenet-casia.onnx"
+    assert printed[1] == f"  {exported}  sha256 {models.sha256_of(exported)}"
+    assert main(["models", "verify", "facenet-casia-onnx"]) == 0
+    assert capsys.readouterr().out == "facenet-casia-onnx: ok\n"

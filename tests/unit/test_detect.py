@@ -114,3 +114,33 @@ def test_matches_facenet_on_cuda() -> None:
     for mine, theirs in zip(gpu.detect(photos().cuda()), reference(), strict=True):
         # cuDNN convolutions run in TF32 by default: ONet's landmarks move by a pixel or two.
         assert_same_faces(mine, theirs, landmark_px=5.0)
+
+
+def test_the_integer_table_cuts_the_same_crops_as_the_float_one() -> None:
+    from stream.vision.detect import _crops, _integral_image
+
+    images = photos()[:2].round().to(torch.uint8)
+    boxes = torch.tensor([[10.3, 20.7, 130.2, 140.9, 0.9], [-5.0, 600.0, 50.0, 660.0, 0.8],
+                          [900.5, 3.0, 990.0, 93.0, 0.7], [400.0, 300.0, 413.0, 313.0, 0.9]])
+    inds = torch.tensor([0, 1, 1, 0])
+    for size in (24, 48):
+        exact = _crops(_integral_image(images), boxes, inds, (WIDTH, HEIGHT), size)
+        floats = _crops(_integral_image(images.float()), boxes, inds, (WIDTH, HEIGHT), size)
+        assert torch.equal(exact[1], floats[1])
+        assert exact[2].shape == (4, 3, size, size)
+        assert (exact[2] - floats[2]).abs().max() < 1e-5
+
+
+def test_eight_bit_frames_take_the_fast_path_and_find_the_same_people() -> None:
+    # What decoders give: uint8 frames. The fast path shrinks the pyramid differently from
+    # facenet (antialiased bilinear rather than area), so borderline faces may differ; every
+    # clear face (score >= 0.99) of facenet is found, in the same place.
+    frames = photos()
+    shrunk = torch.nn.functional.interpolate(frames, size=(round(HEIGHT * 640 / WIDTH), 640),
+                                             mode="area")
+    fast = detector().detect(shrunk.round().to(torch.uint8), source_width=WIDTH)
+    for mine, theirs in zip(fast, reference(), strict=True):
+        clear = theirs.select(theirs.scores >= 0.99)
+        assert len(clear) > 0
+        overlaps = iou(clear.boxes, mine.boxes)
+        assert (overlaps.max(axis=1) >= 0.8).all()

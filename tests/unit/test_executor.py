@@ -25,6 +25,16 @@ def test_dark_frames_are_brightened_and_normal_ones_kept() -> None:
     assert out[1].max() <= 255.0 and out[1].mean() > 2.5 * dim.mean()
 
 
+def test_a_gain_of_one_leaves_frames_uncopied_and_eight_bit_frames_stay_eight_bit() -> None:
+    frames = torch.full((2, 3, 8, 8), 60, dtype=torch.uint8)
+    assert apply_gain(frames, torch.ones(2)) is frames
+    assert apply_gain(frames, 1.0) is frames
+    brighter = apply_gain(frames, torch.tensor([1.0, 2.5]))
+    assert brighter.dtype == torch.uint8
+    assert brighter[0].eq(60).all() and brighter[1].eq(150).all()
+    assert apply_gain(frames, 5.0).eq(255).all()
+
+
 def test_sharpness_baseline_is_a_running_median() -> None:
     baseline = SharpnessBaseline(window=4)
     assert baseline.update(np.zeros(0, np.float32)) == 0.0

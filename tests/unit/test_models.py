@@ -85,3 +85,33 @@ def test_default_embedder_is_facenet_once_its_weights_are_cached(home: Path) -> 
     facenet.directory.mkdir(parents=True)
     facenet.path(facenet.files[0].name).write_bytes(b"weights")
     assert embedders.default_embedder_name() == "facenet-vggface2"
+
+
+def test_onnx_exports_are_registered_with_hashes_recorded_on_export(home: Path,
+                                                                   tmp_path: Path) -> None:
+    onnx = models.spec(models.onnx_model_name("mtcnn"))
+    assert [file.name for file in onnx.files] == ["pnet.onnx", "rnet.onnx", "onet.onnx"]
+    for name in embedders.EMBEDDERS:
+        exported = models.spec(models.onnx_model_name(name))
+        assert exported.fetch_kind == "onnx" and exported.exported_from == name
+    assert models.verify(onnx.name) == [f"{file.name} is missing" for file in onnx.files]
+    staged = tmp_path / "pnet.onnx"
+    staged.write_bytes(b"an export")
+    models.install(onnx, onnx.files[0], staged)
+    assert models.recorded_sha256(onnx, onnx.files[0]) == models.sha256_of(staged)
+    onnx.path("pnet.onnx").write_bytes(b"changed")
+    assert models.verify(onnx.name)[0] == "pnet.onnx does not match its sha256 " + \
+        models.sha256_of(staged)[:12] + "…"
+
+
+def test_the_backend_is_chosen_per_device_and_checked_in_config() -> None:
+    from stream.vision import backends
+
+    assert backends.resolve("torch", torch.device("cpu")) == "torch"
+    assert backends.resolve("onnx", torch.device("cpu")) == "onnx"
+    assert backends.resolve("auto", torch.device("cpu")) == backends.FASTER["cpu"]
+    with pytest.raises(ModelError, match="choose one of auto, torch, onnx"):
+        backends.resolve("tensorflow", torch.device("cpu"))
+    assert EngineSettings().backend == "auto"
+    with pytest.raises(ValidationError, match="backend"):
+        EngineSettings.model_validate({"backend": "tensorflow"})

@@ -144,6 +144,11 @@ class DlibResNetEmbedder:
         self.network.eval().to(device)
         self.network.to(memory_format=torch.channels_last)
 
+    @property
+    def network_for_export(self) -> nn.Module:
+        """The network :meth:`embed_chips` runs: chips 0..255 in, raw vectors out."""
+        return self.network
+
     def chips(self, image: torch.Tensor, faces: Faces) -> torch.Tensor:
         """Landmark-aligned (N, 3, 150, 150) float chips."""
         matrices = landmark_alignment(faces, DLIB_TEMPLATE).to(image.device)

@@ -6,12 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from stream.errors import ModelError
 from stream.types import Faces, FloatArray
 from stream.vision import models
 from stream.vision.embed import box_alignment, normalised, warp
 from stream.vision.embedders import EmbedderSpec
+
+
+class _Normalised(nn.Module):
+    """InceptionResnetV1 with facenet's input normalisation, on chips in 0..255."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, chips: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.network((chips - 127.5) / 128.0)
+        return out
 
 
 class FacenetEmbedder:
@@ -40,6 +53,7 @@ class FacenetEmbedder:
             raise ModelError(f"{file_name} does not fit InceptionResnetV1 (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")
         self.network.eval().to(device)
+        self.network_for_export: nn.Module = _Normalised(self.network).eval()
 
     def chips(self, image: torch.Tensor, faces: Faces) -> torch.Tensor:
         """Box crops (N, 3, 160, 160), float."""
@@ -48,4 +62,4 @@ class FacenetEmbedder:
     def embed_chips(self, chips: torch.Tensor) -> FloatArray:
         """Unit vectors (N, 512)."""
         with torch.inference_mode():
-            return normalised(self.network((chips - 127.5) / 128.0))
+            return normalised(self.network_for_export(chips))

@@ -1,0 +1,92 @@
+"""The ONNX Runtime backend: exported files that verify, and the same people as torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.synthetic import GroundTruth
+from stream.errors import ModelError
+from stream.pipeline.file import analyze_video
+from stream.vision import models
+from stream.vision.backends import OnnxEmbedder
+from stream.vision.executor import VisionWorker
+from stream.vision.export import BOX_TOLERANCE_PX, EMBEDDING_TOLERANCE, check
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="session")
+def exported(weights: None) -> None:
+    """MTCNN and the dlib ResNet in ONNX, exported once (kept in the model cache)."""
+    models.fetch(models.onnx_model_name("mtcnn"))
+    models.fetch(models.onnx_model_name("dlib-resnet"))
+
+
+def test_exported_files_are_recorded_and_reproduce_torch(exported: None) -> None:
+    for source in ("mtcnn", "dlib-resnet"):
+        model = models.spec(models.onnx_model_name(source))
+        assert models.verify(model.name) == []
+        for file in model.files:
+            assert models.recorded_sha256(model, file) == models.sha256_of(
+                model.path(file.name))
+    boxes = check("mtcnn")
+    assert boxes.faces >= 10  # the sample photos show a dozen people and more
+    assert boxes.max_difference <= BOX_TOLERANCE_PX
+    vectors = check("dlib-resnet")
+    assert vectors.faces == boxes.faces
+    assert vectors.max_difference <= EMBEDDING_TOLERANCE
+
+
+def test_a_damaged_export_is_refused(exported: None, tmp_path: Path) -> None:
+    model = models.spec(models.onnx_model_name("mtcnn"))
+    for file in model.files:
+        (tmp_path / file.name).write_bytes(model.path(file.name).read_bytes())
+    # RNet's weights are the middle of its file: flipping bytes there changes what it computes.
+    rnet = bytearray((tmp_path / "rnet.onnx").read_bytes())
+    middle = len(rnet) // 2
+    rnet[middle:middle + 4096] = bytes(4096)
+    (tmp_path / "rnet.onnx").write_bytes(bytes(rnet))
+    with pytest.raises(ModelError, match="ONNX"):
+        check("mtcnn", tmp_path)
+
+
+def people(report: Path) -> list[tuple[int, list[list[float]]]]:
+    """Each person of a report: its number of faces and its appearances' spans."""
+    found = json.loads((report / "report.json").read_text())["persons"]
+    return [(person["detections"], [[round(a["start_s"], 1), round(a["end_s"], 1)]
+                                     for a in person["appearances"]]) for person in found]
+
+
+def test_onnx_gives_the_same_people_as_torch(exported: None,
+                                             demo_video: tuple[Path, GroundTruth],
+                                             tmp_path: Path) -> None:
+    video, truth = demo_video
+    results = {}
+    for backend in ("torch", "onnx"):
+        worker = VisionWorker(embedder="dlib-resnet", device=CPU, backend=backend)
+        assert worker.backend == backend
+        assert isinstance(worker.embedder, OnnxEmbedder) == (backend == "onnx")
+        analyze_video(video, tmp_path / backend, worker=worker)
+        results[backend] = people(tmp_path / backend)
+    assert len(results["torch"]) == len(truth.persons)
+    assert results["onnx"] == results["torch"]
+
+
+def test_a_missing_onnxruntime_is_one_line(tmp_path: Path) -> None:
+    stub = tmp_path / "stub" / "onnxruntime"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('not installed')\n")
+    environment = {**os.environ, "PYTHONPATH": str(stub.parent)}
+    done = subprocess.run([sys.executable, "-m", "stream", "models", "export-onnx"],
+                          capture_output=True, text=True, env=environment, check=False)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "facestream: error: the onnx backend needs onnxruntime, which is not installed; run "
+        "`pip install onnxruntime`, or use --backend torch"]
