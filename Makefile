@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml Makefile
 
 # Always run: it only checks the hashes when the cache is already complete.
 models: $(STAMP) demo-packages
-	$(BIN)/facestream -q models fetch dlib-resnet face-api-samples
+	$(BIN)/facestream -q models fetch dlib-resnet face-api-samples mtcnn-onnx dlib-resnet-onnx
 
 demo: models
 	$(BIN)/python -m benchmarks.synthetic demo $(DEMO_DIR)

@@ -2,9 +2,11 @@
 
 ``python -m benchmarks.detector_speed [--photos DIR] [--device DEV] [--repeats N]``
 
-Both paths run the same :class:`~stream.vision.detect.MtcnnDetector` (same weights, same
+Every path runs the same :class:`~stream.vision.detect.MtcnnDetector` (same weights, same
 downscale to ``detect_width`` 640, ``min_face_px`` 40) on one batch of 4 frames of 1280x720 made
-from the face-api sample photos, after a warm-up, with 2 CPU threads. Prints ms per frame.
+from the face-api sample photos, after a warm-up, with 2 CPU threads: facenet's own code, our
+driver on float frames (facenet's arithmetic), on 8-bit frames (what decoders give: the fast
+path), and on 8-bit frames with the networks of the onnx backend. Prints ms per frame.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from PIL import Image
 
 from stream.types import Faces
+from stream.vision import backends
 from stream.vision.detect import MtcnnDetector
 
 FRAME_SIZE = (1280, 720)
@@ -69,14 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(args.device)
     frames = load_frames(args.photos).to(device)
     detector = MtcnnDetector(device, detect_width=640, min_face_px=40)
+    onnx = MtcnnDetector(device, detect_width=640, min_face_px=40)
+    onnx.nets = backends.mtcnn_nets(device, onnx.nets)
     print(f"{BATCH} frames of {FRAME_SIZE[0]}x{FRAME_SIZE[1]} on {device}, "
           f"{torch.get_num_threads()} threads, best of {args.repeats}")
     times = {}
-    for name, detect in (("facenet detect_face", detector.detect_reference),
-                         ("our driver", detector.detect)):
-        times[name], found = time_per_frame(detect, frames, args.repeats, device)
+    eight_bit = frames.to(torch.uint8)
+    for name, detect, images in (
+            ("facenet detect_face", detector.detect_reference, frames),
+            ("our driver, float", detector.detect, frames),
+            ("our driver, 8-bit", detector.detect, eight_bit),
+            ("onnx, 8-bit", onnx.detect, eight_bit)):
+        times[name], found = time_per_frame(detect, images, args.repeats, device)
         print(f"{name:20s} {times[name]:8.1f} ms/frame  faces {[len(f) for f in found]}")
-    print(f"speed-up {times['facenet detect_face'] / times['our driver']:.2f}x")
+    for name, taken in times.items():
+        print(f"{name:20s} {times['facenet detect_face'] / taken:8.2f}x facenet's speed")
     return 0
 
 

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = get_args(Backend)
-# The faster backend of each device, measured (README "Speed"): on this 2-core CPU ONNX Runtime
-# runs MTCNN and the dlib ResNet faster than torch; on CUDA torch is the one measured so far.
+# The faster backend of each device, measured with `python -m benchmarks.speed`: on a 2-core CPU
+# the whole analyze ran 1.08x real time on onnx against 0.86x on torch, same BCubed F (README
+# "Speed"). No GPU has measured onnx yet, so CUDA keeps torch.
 FASTER = {"cpu": "onnx", "cuda": "torch"}
 INSTALL_HINT = "pip install onnxruntime"
 

@@ -128,8 +128,10 @@ class MtcnnDetector:
         elif self.detect_width is not None and width > self.detect_width:
             scale = width / self.detect_width
             height = round(images.shape[2] / scale)
-            # Area averaging, as the decoders shrink frames for the detector.
-            images = F.interpolate(images.float(), size=(height, self.detect_width), mode="area")
+            # Area averaging, as the decoders shrink frames for the detector; 8-bit stays 8-bit.
+            shrunk = F.interpolate(images.float(), size=(height, self.detect_width), mode="area")
+            images = (shrunk.round().to(torch.uint8) if images.dtype == torch.uint8
+                      else shrunk)
         # MTCNN's smallest face is in detection pixels; never below its 12 px receptive field.
         return images, scale, max(12.0, self.min_face_px / scale)
 
