@@ -57,7 +57,7 @@ from stream.config import (
 )
 from stream.identity.matcher import Identifier, MatchSettings
 from stream.pipeline.lane import observations
-from stream.service.app import load_worker, serve, start_server
+from stream.service.app import serve, start_server
 from stream.service.bus import EventBus
 from stream.service.http import Health, build_app
 from stream.service.metrics import Metrics
@@ -522,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts = PARTS if args.part == "all" else (args.part,)
     if "latency" in parts or "cameras" in parts:
         video, _ = build("speed", args.dir or bench_dir())
-        worker = TimedWorker(load_worker(service_config(video, 1)))
+        worker = TimedWorker(VisionWorker.from_settings(service_config(video, 1).engine))
         print(f"models: {worker.embedder.name} on {worker.device}; video: {video}",
               file=sys.stderr)
         if "latency" in parts:

@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from stream.config import CameraConfig, EventSettings, ServerSettings, ServiceConfig
-from stream.service.app import load_worker, serve
+from stream.service.app import serve
 from stream.sources import probe
 from stream.vision.executor import VisionWorker
 
@@ -36,7 +36,7 @@ def analyze_live(video: Path, out: Path) -> None:
         cameras=[CameraConfig(name=CAMERA, url=str(video), sample_fps=SAMPLE_FPS)],
         server=ServerSettings(port=0), events=EventSettings(replay=10000))
     if "worker" not in _workers:
-        _workers["worker"] = load_worker(config)
+        _workers["worker"] = VisionWorker.from_settings(config.engine)
     events = asyncio.run(_collect(config, _workers["worker"]))
     (out / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     fps = probe(video).fps

@@ -29,8 +29,7 @@ from stream.report import (
 from stream.sources import DecodeStats, prefetch, probe, sampled_frames
 from stream.storage import open_gallery
 from stream.types import Event, FloatArray, Frame, PersonLeft
-from stream.vision.embed import default_embedder_name
-from stream.vision.executor import FrameFaces, VisionWorker, pick_device
+from stream.vision.executor import FrameFaces, VisionWorker
 
 log = logging.getLogger(__name__)
 LANE = "file"  # the camera name of a file's lane
@@ -126,10 +125,7 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
     info = probe(video)
     prepare_output(out)
     if worker is None:
-        worker = VisionWorker(embedder=engine.embedder or default_embedder_name(),
-                              device=pick_device(engine.device),
-                              detect_width=engine.detect_width, weights=engine.weights,
-                              allow_download=engine.allow_download)
+        worker = VisionWorker.from_settings(engine)
     embedder = worker.embedder
     source = f"file:{video.resolve()}"
     with contextlib.ExitStack() as cleanup:

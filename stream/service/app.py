@@ -33,8 +33,7 @@ from stream.service.sinks import build_sinks
 from stream.sources import Camera, CameraStatus
 from stream.storage import open_gallery
 from stream.types import CameraStatusChanged, Event
-from stream.vision.embed import default_embedder_name
-from stream.vision.executor import VisionWorker, pick_device
+from stream.vision.executor import VisionWorker
 
 log = logging.getLogger(__name__)
 ENGINE_JOIN_S = 30.0  # the model thread's last frames and appearances, at shutdown
@@ -77,14 +76,6 @@ async def start_server(app: ASGIApp, settings: ServerSettings,
     return server, task, int(listener.getsockname()[1])
 
 
-def load_worker(config: ServiceConfig) -> VisionWorker:
-    """The models, as the configuration asks (raises ``ModelError`` when weights are missing)."""
-    engine = config.engine
-    return VisionWorker(embedder=engine.embedder or default_embedder_name(),
-                        device=pick_device(engine.device), detect_width=engine.detect_width,
-                        weights=engine.weights, allow_download=engine.allow_download)
-
-
 async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
                 stop: asyncio.Event | None = None,
                 on_ready: Callable[[str], None] | None = None,
@@ -117,7 +108,7 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
 
     if worker is None:
         log.info("loading the models")
-        worker = await asyncio.to_thread(load_worker, config)
+        worker = await asyncio.to_thread(VisionWorker.from_settings, config.engine)
     embedder = worker.embedder
     log.info("models: %s on %s", embedder.name, worker.device)
     gallery = open_gallery(config.gallery.path if config.gallery else None, dim=embedder.dim,

@@ -13,11 +13,12 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from stream.config import EngineSettings
 from stream.types import Faces, FloatArray, Frame
 from stream.vision import backends
 from stream.vision.detect import FaceDetector, MtcnnDetector
 from stream.vision.embed import Embedder
-from stream.vision.embedders import OFFLINE, load_embedder
+from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedder
 
 SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
@@ -123,6 +124,15 @@ class VisionWorker:
         if self.backend == "onnx":
             self.embedder = backends.OnnxEmbedder(self.embedder, self.device)
         self._laplacian = _LAPLACIAN.to(self.device)
+
+    @classmethod
+    def from_settings(cls, engine: EngineSettings) -> VisionWorker:
+        """The models as ``engine`` (the engine settings of analyze or run) asks; raises
+        ``ModelError`` when weights are missing."""
+        return cls(embedder=engine.embedder or default_embedder_name(),
+                   device=pick_device(engine.device), detect_width=engine.detect_width,
+                   weights=engine.weights, allow_download=engine.allow_download,
+                   backend=engine.backend)
 
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
                 sharpness_baselines: Sequence[SharpnessBaseline] | None = None
