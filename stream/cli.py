@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, get_args
 
@@ -17,6 +18,8 @@ from stream.errors import ConfigError, InputError, StreamError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from tqdm import tqdm
 
     from stream.config import ServiceConfig
     from stream.identity.gallery import Gallery
@@ -65,15 +68,32 @@ def _numbers(text: str) -> list[int]:
                                          ) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors on one line (``facestream analyze: error: ...``); every sub-command takes the
+    global options after its name too (``analyze x --quiet``), as ``sub`` parsers."""
+
+    def __init__(self, *args: Any, sub: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if sub:  # SUPPRESS: absent here, the value given before the sub-command stands
+            self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                              help="show tracebacks and debug logs")
+            self.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                              help="only warnings and errors")
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print the one line and exit 2 (``--help`` shows the usage)."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from stream.config import Backend
     from stream.vision.embedders import EMBEDDERS
     from stream.vision.models import REGISTRY
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="facestream", description="Find every face in a video, give each person a stable "
-        "ID, and report when each one is on screen.")
+        "ID, and report when each one is on screen.", sub=False)
     parser.add_argument("--version", action="version", version=f"facestream {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -110,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="watch live cameras and publish appearance events",
         description="Watch cameras (RTSP, HTTP/HLS, webcams, files played as live) and publish "
         "appearance events over WebSocket (/events) and MQTT. Give sources (optionally named: "
-        "door=rtsp://...) or one YAML configuration file; options override the file.")
+        "door=rtsp://...), one YAML configuration file, or both: the sources are added to the "
+        "file's cameras; options override the file.")
     run.add_argument("sources", nargs="+", metavar="SOURCE",
                      help="rtsp://, http(s)://, /dev/videoN, a video file, or CONFIG.yaml")
     run.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://host:1883")
@@ -215,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BAR_FORMAT = "{l_bar}{bar}| {n:.1f}/{total_fmt} s video [{elapsed}<{remaining}]"
+
+
+def advance(bar: tqdm[Any], t: float, duration: float | None) -> None:
+    """Move ``bar`` to video time ``t`` of a video of ``duration`` (from its header, which may
+    undercount it: the total then grows with ``t``, and the bar never passes 100 %)."""
+    total = round(max(duration or 0.0, t, bar.total or 0.0), 1)
+    if total and total != bar.total:
+        bar.total = total
+    bar.update(max(0.0, min(round(t, 1), total) - bar.n))
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -232,14 +265,12 @@ def _analyze(args: argparse.Namespace) -> int:
 
     config = _validated(AnalyzeConfig, _with_options(
         {} if args.sample_fps is None else {"sample_fps": args.sample_fps}, args))
+    _check_device(config.engine.device)
     from stream.pipeline.file import analyze_video
-    with tqdm(unit="s", desc="analysing", disable=args.quiet or None,
-              bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s video [{elapsed}<{remaining}]",
+    with tqdm(unit="s", desc="analysing", disable=args.quiet or None, bar_format=BAR_FORMAT,
               ) as bar, logging_redirect_tqdm():
         def progress(t: float, duration: float | None) -> None:
-            if duration and bar.total is None:
-                bar.total = round(duration, 1)
-            bar.update(max(0.0, round(t, 1) - bar.n))
+            advance(bar, t, duration)
 
         result = analyze_video(args.video, args.out, config, progress=progress)
         progress(result.duration_s, result.duration_s)
@@ -259,15 +290,23 @@ def _run_config(args: argparse.Namespace) -> ServiceConfig:
 
     from stream.config import ServiceConfig, load_config
 
-    if len(args.sources) == 1 and args.sources[0].endswith((".yaml", ".yml")):
-        document = load_config(Path(args.sources[0])).model_dump(mode="python")
-    else:
-        cameras = []
-        for number, source in enumerate(args.sources, start=1):
-            named = re.match(r"^([A-Za-z0-9_-]{1,64})=(.+)$", source)
-            name, url = named.groups() if named else (f"cam{number}", source)
-            cameras.append({"name": name, "url": url})
-        document = {"cameras": cameras}
+    configs = [source for source in args.sources if source.endswith((".yaml", ".yml"))]
+    if len(configs) > 1:
+        raise ConfigError(f"give one configuration file, not {len(configs)} "
+                          f"({', '.join(configs)}); put all the cameras in one")
+    # The sources besides a configuration file are more cameras, after the file's own.
+    document: dict[str, Any] = ({"cameras": []} if not configs else
+                                load_config(Path(configs[0])).model_dump(mode="python"))
+    cameras = document["cameras"]
+    names = {camera["name"] for camera in cameras}
+    for source in (source for source in args.sources if source not in configs):
+        named = re.match(r"^([A-Za-z0-9_-]{1,64})=(.+)$", source)
+        number = len(cameras) + 1
+        while f"cam{number}" in names:
+            number += 1
+        name, url = named.groups() if named else (f"cam{number}", source)
+        names.add(name)
+        cameras.append({"name": name, "url": url})
     for camera in document["cameras"]:
         for key in ("sample_fps", "realtime", "loop", "drop"):
             if getattr(args, key) is not None:
@@ -318,6 +357,20 @@ def _validated(model: type[Settings], document: dict[str, Any]) -> Settings:
         raise ConfigError(f"invalid arguments: {problems}") from None
 
 
+def _check_device(name: str) -> None:
+    """A CUDA device that is not there is refused before the models load (torch is imported
+    only to ask, and only when a CUDA device was asked for)."""
+    if not name.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(name.partition(":")[2] or 0) >= count:
+        have = (f"this machine has cuda:0 to cuda:{count - 1}" if count
+                else "no CUDA GPU is available here")
+        raise InputError(f"device {name}: {have}; use --device cpu or --device auto")
+
+
 def _check_files(config: ServiceConfig) -> None:
     """When every camera is a file and none is a video, say so now (before the models load);
     otherwise the bad ones fail on their own, and the good ones keep working."""
@@ -343,6 +396,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _run_config(args)
     check_open(config.server)
+    _check_device(config.engine.device)
     _check_files(config)
     listener = listen(config.server.host, config.server.port)
     from stream.service.app import serve  # imports torch: only once the input is known good
@@ -430,6 +484,7 @@ def _enroll(args: argparse.Namespace) -> int:
         except OSError as error:
             raise InputError(f"{photo} cannot be read ({error.strerror or error}); give the "
                              "path of a photo") from None
+    _check_device(args.device)
     new = not args.gallery.exists()
     recorded = None if new or args.embedder else recorded_embedder(args.gallery)[0]
     from stream.vision.embed import default_embedder_name
@@ -485,6 +540,7 @@ def _gallery(args: argparse.Namespace) -> int:
             gallery.store.close()
         return 0
     recorded_embedder(args.path)  # a missing or damaged gallery is refused before loading models
+    _check_device(args.device)
     from stream.vision.executor import VisionWorker, pick_device
 
     worker = VisionWorker(embedder=args.embedder, device=pick_device(args.device))
@@ -543,8 +599,12 @@ def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
         else:
             _print_person(gallery, identity)
     elif args.action == "rename":
-        renamed = gallery_admin.rename(gallery, gallery.number(args.id), args.name)
+        identity = gallery.number(args.id)
+        renamed = gallery_admin.rename(gallery, identity, args.name)
         print(f"{renamed.person} is now {renamed.name}")
+        warning = gallery_admin.namesakes(gallery, identity)
+        if warning:
+            log.warning("%s", warning)
     elif args.action == "merge":
         keep, gone = gallery.number(args.keep), gallery.number(args.gone)
         gallery_admin.merge(gallery, keep, gone)
@@ -571,11 +631,14 @@ def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
         gallery_admin.export_gallery(gallery, args.file)
         print(f"{_people(len(gallery))} exported to {args.file}")
     elif args.action == "import":
-        events = gallery_admin.import_gallery(gallery, args.file)
-        for created in events:
+        imported = gallery_admin.import_gallery(gallery, args.file)
+        for created in imported.created:
             name = f" ({created.name})" if created.name else ""
             print(f"{created.imported}{name} of {args.file} is now {created.person}")
-        print(f"{_people(len(events))} imported")
+        for theirs, ours in imported.present:
+            print(f"{theirs} of {args.file} is already {ours} here (the same exemplars): "
+                  "skipped")
+        print(f"{_people(len(imported.created))} imported")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -583,8 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=logging.WARNING, format="facestream: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s.%(msecs)03d facestream: %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S")
     for name in ("facestream", "stream"):  # not the root: libraries' info logs stay quiet
         logging.getLogger(name).setLevel(level)
     try:

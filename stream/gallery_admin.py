@@ -91,10 +91,22 @@ def thumbnail(gallery: Gallery, identity: int) -> bytes | None:
 
 
 def rename(gallery: Gallery, identity: int, name: str | None) -> IdentityRenamed:
-    """Give a person a name (or take it away with ``None``)."""
+    """Give a person a name (or take it away with ``None``); :func:`namesakes` says whether
+    another has it too (allowed: two people may share a name, but it is likely a mistake)."""
     name = _clean_name(name)
     gallery.store.rename(identity, name)
     return IdentityRenamed(person=Gallery.label(identity), name=name, time=time.time())
+
+
+def namesakes(gallery: Gallery, identity: int) -> str | None:
+    """A warning when others in the gallery have ``identity``'s name, else ``None``."""
+    name = gallery.store.identity(identity).name
+    others = [Gallery.label(record.id) for record in gallery.store.identities()
+              if name is not None and record.name == name and record.id != identity]
+    if not others:
+        return None
+    return (f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} also named {name}; "
+            f"if they are one person, merge them")
 
 
 def merge(gallery: Gallery, keep: int, gone: int) -> IdentityMerged:
@@ -150,7 +162,8 @@ def open_file(path: Path) -> Gallery:
 
 
 def read_photos(photos: Sequence[Path | bytes]) -> list[Photo]:
-    """Decode photos to enroll (files, or the bytes of an upload, never written to disk):
+    """Decode photos to enroll (files, or the bytes of an upload, never written to disk, named
+    by their place in the upload: ``uploaded photo1``):
     at most :data:`MAX_PHOTOS`, each of at most :data:`MAX_PHOTO_PIXELS` (checked before it is
     decoded) and scaled down to :data:`MAX_PHOTO_SIDE`. Run it where a slow decode harms
     nobody (not in the model thread)."""
@@ -162,7 +175,8 @@ def read_photos(photos: Sequence[Path | bytes]) -> list[Photo]:
         if isinstance(photo, Path):
             name, label, source = photo.name, str(photo), photo
         else:
-            name = label = f"photo{number}"
+            name = f"photo{number}"
+            label = f"uploaded {name}"
             source = io.BytesIO(photo)
         try:
             image = _rgb(source, max_side=MAX_PHOTO_SIDE)
@@ -180,15 +194,17 @@ def read_photos(photos: Sequence[Path | bytes]) -> list[Photo]:
 
 
 def enroll(gallery: Gallery, worker: VisionWorker, photos: Sequence[Path | bytes | Photo],
-           name: str | None, *, force: bool = False) -> IdentityCreated:
+           name: str | None, *, force: bool = False, api: bool = False) -> IdentityCreated:
     """A new person from photos of them (files, uploads, or decoded by :func:`read_photos`
     beforehand), each holding exactly one good face: one exemplar per photo. Refused when the
-    gallery knows the face already, unless ``force``."""
+    gallery knows the face already, unless ``force``. ``api``: the refusals give the REST
+    API's advice rather than the command line's."""
     name = _clean_name(name)
     embedder = worker.embedder
     if gallery.store.embedder != (embedder.name, embedder.version):
         raise GalleryError(f"the gallery was built with {gallery.store.embedder[0]}, not "
-                           f"{embedder.name}; enroll with --embedder {gallery.store.embedder[0]}")
+                           f"{embedder.name}" + ("" if api else "; enroll with --embedder "
+                                                 f"{gallery.store.embedder[0]}"))
     limit = min(MAX_PHOTOS, gallery.max_exemplars)
     if not 1 <= len(photos) <= limit:
         raise GalleryError(f"give 1 to {limit} photos of the person")
@@ -200,10 +216,11 @@ def enroll(gallery: Gallery, worker: VisionWorker, photos: Sequence[Path | bytes
     known, distance = int(nearest.identities[0, 0]), float(nearest.distances[0, 0])
     if known >= 0 and distance < embedder.threshold and not force:
         who = gallery.store.identity(known).name
-        label = Gallery.label(known) + (f" ({who})" if who else "")
-        raise ConflictError(f"this is already {label} (distance {distance:.2f}); rename "
-                            f"{Gallery.label(known)} instead, or enroll with --force to add a "
-                            "new person anyway")
+        label, person = Gallery.label(known) + (f" ({who})" if who else ""), Gallery.label(known)
+        advice = (f'PATCH /api/persons/{person} to name them instead, or send "force": true'
+                  if api else f"rename {person} instead, or enroll with --force")
+        raise ConflictError(f"this is already {label} (distance {distance:.2f}); {advice} to "
+                            "add a new person anyway")
     with gallery.store.transaction():
         identity = gallery.store.create_identity()
         gallery.store.rename(identity, name)
@@ -257,9 +274,20 @@ def _photo_face(worker: VisionWorker, photo: Photo) -> tuple[FloatArray, float, 
     return found.embeddings[0], float(found.quality[0]), jpeg_bytes(crop)
 
 
-def import_gallery(gallery: Gallery, path: Path) -> list[IdentityCreated]:
+@dataclass(frozen=True)
+class Imported:
+    """What :func:`import_gallery` did: the people it created, and those it skipped (their ID
+    there, their ID here) because this gallery holds them already (the same exemplars: an
+    import of a backup of it, or a second import)."""
+
+    created: list[IdentityCreated]
+    present: list[tuple[str, str]]
+
+
+def import_gallery(gallery: Gallery, path: Path) -> Imported:
     """Copy every person of the gallery file ``path`` into this gallery under new IDs, with
-    their names, exemplars, faces, appearances and "not this person" marks."""
+    their names, exemplars, faces, appearances and "not this person" marks; people this
+    gallery already holds are skipped."""
     if path.resolve() == Path(gallery.store.location).resolve():
         raise GalleryError(f"{path} is this gallery; give another gallery file to import")
     other = open_file(path)
@@ -271,13 +299,21 @@ def import_gallery(gallery: Gallery, path: Path) -> list[IdentityCreated]:
                 f"({ours[1]}); convert it first: `facestream gallery {path} reembed "
                 f"--embedder {ours[0]}`")
         rejections = other.store.rejections()
-        events = []
+        # the very same vectors (bytes): a backup of this gallery, or one imported before
+        held = {e.vector.tobytes(): e.identity for e in gallery.store.exemplars()}
+        events, present = [], []
         with gallery.store.transaction():
             for record in other.store.identities():
+                exemplars = other.store.exemplars(record.id)
+                owners = {held.get(exemplar.vector.tobytes()) for exemplar in exemplars}
+                owner = owners.pop() if len(owners) == 1 else None
+                if owner is not None:
+                    present.append((Gallery.label(record.id), Gallery.label(owner)))
+                    continue
                 new = gallery.store.create_identity(now=record.created)
                 gallery.store.rename(new, record.name)
                 gallery.store.seen(new, record.last_seen)
-                for exemplar in other.store.exemplars(record.id):
+                for exemplar in exemplars:
                     gallery.store.add_exemplar(new, exemplar.vector, quality=exemplar.quality,
                                                source=exemplar.source, face=exemplar.face,
                                                now=exemplar.created)
@@ -293,7 +329,7 @@ def import_gallery(gallery: Gallery, path: Path) -> list[IdentityCreated]:
     finally:
         other.store.close()
     gallery.reload()
-    return events
+    return Imported(events, present)
 
 
 def reembed(path: Path, worker: VisionWorker) -> int:

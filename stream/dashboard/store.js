@@ -204,5 +204,10 @@ function forget(state, gone) {
 }
 
 function addEntry(feed, entry) {
-  return [entry, ...feed.slice(0, FEED_MAX - 1)];
+  // Newest first by the time each row shows: a "left" row shows the last sighting, which comes
+  // before the event itself, so it may go below rows that arrived before it.
+  const found = entry.time == null ? 0
+    : feed.findIndex((e) => e.time == null || e.time <= entry.time);
+  const at = found < 0 ? feed.length : found;
+  return [...feed.slice(0, at), entry, ...feed.slice(at)].slice(0, FEED_MAX);
 }

@@ -261,7 +261,8 @@ class Gallery:
                      + [f"appearance {a}" for a in appearances if a not in own_appearances])
         if strangers:
             raise GalleryError(f"{', '.join(strangers)} not of {self.label(identity)}; "
-                               f"`facestream gallery show {self.label(identity)}` lists them")
+                               f"`facestream gallery {self.store.location} show "
+                               f"{self.label(identity)}` lists them")
         if len(set(exemplars)) < len(exemplars) or len(set(appearances)) < len(appearances):
             raise GalleryError("an exemplar or appearance is given twice; give each once")
         if not exemplars and not appearances:

@@ -223,10 +223,11 @@ class Identifier:
                    and not frames.isdisjoint(other.frames)}
         decision = decide(self.gallery, track, self.settings, final=final, exclude=exclude)
         if decision.verdict is not Verdict.WAIT or final:
-            log.debug("track %d at %.2f s (%d faces, %d good): %s %s, distance %.3f",
+            log.debug("track %d at %.2f s (%d faces, %d good): %s%s, distance %.3f",
                       track.number, track.observations[0].t, len(track.observations),
                       sum(obs.good for obs in track.observations), decision.verdict.value,
-                      decision.identity, decision.distance)
+                      "" if decision.identity is None else f" {Gallery.label(decision.identity)}",
+                      decision.distance)
         good = track.embeddings(good_only=True)
         if decision.verdict is Verdict.KNOWN:
             assert decision.identity is not None

@@ -9,6 +9,8 @@ process or another sharing the gallery, is skipped.
 
 from __future__ import annotations
 
+import time
+
 from stream.errors import NotFoundError
 from stream.identity.gallery import Gallery
 from stream.pipeline.appearances import OpenAppearance
@@ -60,6 +62,8 @@ class AppearanceRecorder:
                               (max(0.0, event.start_frame_time - widen_s),
                                min(until, event.end_frame_time + widen_s)))
                 row = self._rows.get((source, event.person))
+                if not self.wall_clock:  # a video's times are not when the person was seen
+                    store.seen(Gallery.number(event.person), time.time())
                 if row is not None:
                     store.extend_appearance(row, end)
                 elif Gallery.number(event.person) in self.gallery:

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -100,13 +100,17 @@ class SQLiteStore:
         except (sqlite3.DatabaseError, OSError) as error:
             raise GalleryError(
                 f"the gallery {path} cannot be opened ({error}); it is damaged or not a gallery. "
-                "Nothing was changed: restore it from a backup (`facestream gallery export` "
-                "writes one), or give another --gallery path to start a new one") from None
+                "Nothing was changed: restore it from a backup (an export of it), or give "
+                "another --gallery path to start a new one") from None
         self._depth = 0  # of nested transaction() blocks
         self._writer = uuid.uuid4().hex
         self._polled = (-1, -1)  # (data_version, token) of the last look that found nothing
         self._closed = False
-        self._check_meta(embedder, version, dim)
+        try:
+            self._check_meta(embedder, version, dim)
+        except GalleryError:
+            self._db.close()  # the refusal leaves the file to the command it suggests
+            raise
         self._dim = dim
         try:
             self.complete_erasures()  # one that another process could not finish
@@ -272,11 +276,14 @@ class SQLiteStore:
         rows = self._db.execute(
             "SELECT i.id, i.name, i.created, i.last_seen,"
             " (SELECT COUNT(*) FROM exemplars e WHERE e.identity = i.id),"
-            " (SELECT COUNT(*) FROM appearances a WHERE a.identity = i.id),"
-            " (SELECT COALESCE(SUM(a.end - a.start), 0) FROM appearances a"
-            "  WHERE a.identity = i.id)"
-            " FROM identities i WHERE ? IS NULL OR i.id = ? ORDER BY i.id", (only, only))
-        return [IdentityRecord(*row) for row in rows]
+            " (SELECT COUNT(*) FROM appearances a WHERE a.identity = i.id)"
+            " FROM identities i WHERE ? IS NULL OR i.id = ? ORDER BY i.id", (only, only)).fetchall()
+        seen = _seen_s(self._db.execute(
+            "SELECT identity, source, start, end FROM appearances"
+            " WHERE ? IS NULL OR identity = ? ORDER BY identity, source, start", (only, only)))
+        return [IdentityRecord(number, name, created, last_seen, exemplars, appearances,
+                               seen.get(number, 0.0))
+                for number, name, created, last_seen, exemplars, appearances in rows]
 
     def rename(self, identity: int, name: str | None) -> None:
         """Give the identity a name, or take it away with ``None``."""
@@ -516,7 +523,22 @@ def recorded_embedder(path: Path) -> tuple[str, str, int]:
     return meta["embedder"], meta["embedder_version"], int(meta["dim"])
 
 
+def _seen_s(spans: Iterable[tuple[int, str, float, float]]) -> dict[int, float]:
+    """Time seen per identity from its appearances ordered by (identity, source, start):
+    the union of their spans on each source, so that overlapping ones (two tracks of one
+    person, merged) count once."""
+    seen: dict[int, float] = {}
+    key: tuple[int, str] | None = None
+    end = 0.0
+    for identity, source, start, stop in spans:
+        if (identity, source) != key:
+            key, end = (identity, source), start
+        seen[identity] = seen.get(identity, 0.0) + max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    return seen
+
+
 def _unreadable(path: Path, why: str) -> GalleryError:
     return GalleryError(f"the gallery {path} cannot be read ({why}); it is damaged or not a "
                         "gallery. Nothing was changed: restore it from a backup "
-                        "(`facestream gallery export` writes one)")
+                        "(an export of it)")

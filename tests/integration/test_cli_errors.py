@@ -139,3 +139,81 @@ def test_run_refuses_a_port_in_use(video: Path) -> None:
     assert line == (f"facestream: error: cannot listen on 127.0.0.1:{port} "
                     "(Address already in use); choose another --port or --host")
 
+
+
+@pytest.mark.parametrize("flag", ["--quiet", "-q"])
+def test_global_options_work_after_the_command_too(tmp_path: Path, flag: str) -> None:
+    line = refused("analyze", tmp_path / "nope.mp4", "--out", tmp_path / "o", flag)
+    assert line.endswith("does not exist; give the path of a video file")
+    line = refused("gallery", tmp_path / "nope.db", "list", flag)
+    assert "there is no gallery file at" in line
+    debug = facestream("gallery", tmp_path / "nope.db", "list", "--debug")
+    assert debug.code == 1 and debug.errors[0] == "Traceback (most recent call last):"
+    assert "there is no gallery file at" in debug.errors[-1]
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x"])
+def test_an_impossible_device_is_one_line(video: Path, tmp_path: Path, device: str) -> None:
+    for command in (("analyze", video, "--out", tmp_path / "o"), ("run", video)):
+        assert refused(*command, "--device", device) == (
+            f"facestream {command[0]}: error: argument --device: must be auto, cpu, cuda or "
+            f"cuda:N, got {device}")
+
+
+def test_a_cuda_device_that_is_not_there_is_one_line_before_the_models(
+        video: Path, tmp_path: Path) -> None:
+    import torch
+
+    from stream.storage import open_store
+
+    gallery = tmp_path / "g.db"
+    open_store(gallery, embedder="dlib-resnet", version="1", dim=128).close()
+    commands = [("analyze", video, "--out", tmp_path / "o"), ("run", video),
+                ("enroll", video, "--gallery", tmp_path / "new.db"),
+                ("gallery", gallery, "reembed", "--embedder", "dlib-resnet")]
+    asked = [("cuda:99", commands)]
+    if not torch.cuda.is_available():
+        asked.append(("cuda", commands[:1]))
+    for device, tried in asked:
+        for command in tried:
+            answer = facestream(*command, "--device", device)
+            assert answer.code == 2 and len(answer.errors) == 1, answer
+            assert answer.errors[0].startswith(f"facestream: error: device {device}: ")
+            assert answer.errors[0].endswith("; use --device cpu or --device auto")
+            assert "stream.vision.embed" not in answer.imported  # refused before the models
+        assert not (tmp_path / "new.db").exists()
+
+
+def test_run_adds_the_sources_given_with_a_configuration_to_its_cameras(
+        video: Path, tmp_path: Path) -> None:
+    from stream.cli import _run_config, build_parser
+
+    config = tmp_path / "site.yaml"
+    config.write_text(f"cameras:\n  - name: cam2\n    url: {video}\nserver:\n  port: 9123\n")
+    args = build_parser().parse_args(["run", str(config), str(video), f"desk={video}"])
+    service = _run_config(args)
+    assert [(c.name, c.url) for c in service.cameras] == [
+        ("cam2", str(video)), ("cam3", str(video)), ("desk", str(video))]
+    assert service.server.port == 9123  # the file's settings stand
+    assert "give one configuration file, not 2" in refused("run", config, config)
+
+
+def test_the_progress_bar_grows_when_the_header_undercounts_the_video() -> None:
+    import io
+    import warnings
+
+    from tqdm import tqdm
+
+    from stream.cli import BAR_FORMAT, advance
+
+    shown = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a TqdmWarning ("clamping frac") fails the test
+        with tqdm(unit="s", file=shown, bar_format=BAR_FORMAT, mininterval=0) as bar:
+            for t in (0.5, 2.0, 4.0, 6.5, 10.0):  # the header says 4 s; the video lasts 10
+                advance(bar, t, 4.0)
+                assert bar.total is not None and bar.n <= bar.total
+            assert (bar.n, bar.total) == (10.0, 10.0)
+    drawn = [line for line in shown.getvalue().replace("\n", "\r").split("\r") if line]
+    assert len(drawn) > 3 and "100%" in drawn[-1] and "10.0/10.0 s video" in drawn[-1]
+    assert not any("?" in line for line in drawn[1:])  # the total, once known, stays known

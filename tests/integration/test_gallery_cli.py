@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -352,3 +353,50 @@ def test_reembed_refuses_a_gallery_in_use(capsys: pytest.CaptureFixture[str], ga
     assert "is open in another process" in line
     assert on_disk(gallery) == before
     assert [path.name for path in tmp_path.iterdir()] == ["gallery.db"]
+
+
+def small_gallery(path: Path, names: list[str | None]) -> Path:
+    """A gallery file of people with one exemplar each (no model needed)."""
+    from stream.storage import open_gallery
+
+    gallery = open_gallery(path, dim=4, embedder="test", version="1")
+    for number, name in enumerate(names):
+        vector = np.zeros((1, 4), np.float32)
+        vector[0, number % 4] = 1.0
+        identity = gallery.create(vector, source="photo:x.jpg")
+        gallery.store.rename(identity, name)
+        gallery.store.add_appearance(identity, "camera:door", 1000.0 + number, 1010.0 + number)
+    gallery.store.close()
+    return path
+
+
+def test_importing_a_backup_of_the_gallery_skips_the_people_it_holds(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    gallery = small_gallery(tmp_path / "gallery.db", ["Ada", None])
+    backup = tmp_path / "backup.db"
+    ok(capsys, "gallery", gallery, "export", backup)
+    ok(capsys, "gallery", gallery, "rename", "p2", "Grace")  # changed since the backup
+    said = ok(capsys, "gallery", gallery, "import", backup)
+    assert said == (f"p1 of {backup} is already p1 here (the same exemplars): skipped\n"
+                    f"p2 of {backup} is already p2 here (the same exemplars): skipped\n"
+                    "0 people imported\n")
+    assert query(gallery, "SELECT id, name FROM identities") == [(1, "Ada"), (2, "Grace")]
+    assert query(gallery, "SELECT COUNT(*) FROM appearances") == [(2,)]
+    other = small_gallery(tmp_path / "other.db", [None, None, "Bob"])  # p3 is new here
+    said = ok(capsys, "gallery", gallery, "import", other)
+    assert said.splitlines() == [
+        f"p3 (Bob) of {other} is now p3", *(f"p{n} of {other} is already p{n} here (the same "
+                                            "exemplars): skipped" for n in (1, 2)),
+        "1 person imported"]
+
+
+def test_a_name_someone_else_has_is_given_with_a_timestamped_warning(tmp_path: Path) -> None:
+    gallery = small_gallery(tmp_path / "gallery.db", ["Ada", None, "Ada"])
+    done = facestream("gallery", gallery, "rename", "p2", "Ada")
+    assert (done.returncode, done.stdout) == (0, "p2 is now Ada\n")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} facestream: p1, p3 are also "
+                        r"named Ada; if they are one person, merge them\n", done.stderr), (
+        done.stderr)
+    assert query(gallery, "SELECT name FROM identities WHERE id = 2") == [("Ada",)]
+    alone = facestream("gallery", gallery, "rename", "p2", "Ada Lovelace")
+    assert (alone.returncode, alone.stderr) == (0, "")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -32,10 +33,10 @@ from benchmarks.synthetic import PERSONS, GroundTruth, make_sprite
 from stream.config import EngineSettings, EventSettings, ServerSettings
 from stream.identity.gallery import Gallery
 from stream.identity.track import box_iou
-from stream.pipeline.live import Engine
+from stream.pipeline.live import Engine, Preview
 from stream.service.bus import EventBus
 from stream.service.http import Health, build_app
-from stream.service.http.cameras import CameraInfo
+from stream.service.http.cameras import CameraInfo, render_preview
 from stream.service.http.persons import Person, PersonSummary
 from stream.service.metrics import Metrics
 from stream.storage import open_gallery
@@ -267,9 +268,20 @@ def test_list_show_thumbnail_and_rename(live: Live) -> None:
     heard = live.client.wait_for(lambda e: e["type"] == "identity.renamed", 10, mark)
     assert heard == renamed  # the response is the event as published
     assert live.people()[ada]["name"] == "Ada"
+    assert "warning" not in renamed
     cleared = live.ok("PATCH", f"/api/persons/{ada}", {"name": None})
     assert cleared["name"] is None and live.people()[ada]["name"] is None
     live.ok("PATCH", f"/api/persons/{ada}", {"name": "Ada"})
+    # A second Ada: made, with a warning for the one who renamed (not in the event)
+    other = live.current(P17)
+    mark = len(live.client.events)
+    twin = live.ok("PATCH", f"/api/persons/{other}", {"name": "Ada"})
+    assert twin["warning"] == f"{ada} is also named Ada; if they are one person, merge them"
+    heard = live.client.wait_for(
+        lambda e: e["type"] == "identity.renamed" and e["person"] == other, 10, mark)
+    assert heard == {key: value for key, value in twin.items() if key != "warning"}
+    assert live.people()[other]["name"] == "Ada"
+    live.ok("PATCH", f"/api/persons/{other}", {"name": None})
 
 
 def test_enroll_from_photos_over_rest(live: Live, tmp_path: Path) -> None:
@@ -284,7 +296,15 @@ def test_enroll_from_photos_over_rest(live: Live, tmp_path: Path) -> None:
     assert live.people()[created["person"]]["name"] == "Grace"
     status, again = live.call("POST", "/api/persons", {"name": "Grace", "photos": [encoded]})
     assert status == 400 and f"this is already {created['person']} (Grace)" in again["error"]
+    # the API's advice, not the command line's
+    assert again["error"].endswith(f'PATCH /api/persons/{created["person"]} to name them '
+                                   'instead, or send "force": true to add a new person anyway')
+    assert "--" not in again["error"]
     not_image = base64.b64encode(b"just text").decode()
+    status, refused = live.call("POST", "/api/persons", {"photos": [encoded, not_image]})
+    assert status == 400 and "photo1" not in refused["error"]
+    assert refused["error"] == ("uploaded photo2: not an image (or a damaged one); give a JPEG "
+                                "or PNG photo")
     status, refused = live.call("POST", "/api/persons", {"photos": [not_image]})
     assert status == 400 and "photo1" in refused["error"]
     status, _ = live.call("POST", "/api/persons", {"photos": "not a list"})
@@ -305,6 +325,23 @@ def test_cameras_and_their_previews(live: Live) -> None:
     assert status == 404 and "nowhere" in missing["error"]
     status, _ = live.call("GET", "/api/cameras", token=None)
     assert status == 401
+
+
+def test_preview_labels_are_readable_and_carry_the_name() -> None:
+    faces: list[tuple[tuple[float, float, float, float], str | None]] = [
+        ((100.0, 100.0, 200.0, 200.0), "p1")]
+    preview = Preview(np.zeros((360, 640, 3), np.uint8), faces, None)
+
+    def label(picture: bytes) -> tuple[int, int]:
+        """Height and width of the filled label above the box."""
+        drawn = np.asarray(Image.open(io.BytesIO(picture)).convert("RGB"))[:100, :, 1] > 100
+        rows, columns = np.nonzero(drawn)
+        return int(rows.max() - rows.min() + 1), int(columns.max() - columns.min() + 1)
+
+    height, width = label(render_preview(preview))
+    named_height, named_width = label(render_preview(preview, names={"p1": "Ada Lovelace"}))
+    assert height >= 22 and named_height == height  # was 14 px: unreadable on a tile
+    assert named_width > width + 80  # "p1 Ada Lovelace"
 
 
 def test_merge_ends_the_merged_persons_appearance_and_their_id_is_never_seen_again(

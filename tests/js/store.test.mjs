@@ -213,3 +213,14 @@ test("the connection's state and the filters are the page's own", () => {
   assert.deepEqual(state.connection, { state: "disconnected", text: "disconnected" });
   assert.deepEqual(state.filter, { camera: "cam1", person: "" });
 });
+
+test("the feed is in the order of the times it shows: a left row goes below later sightings", () => {
+  // p1 was last seen at 5 s and is declared gone at 12 s, after p2 appeared at 8 s.
+  const T8 = "2026-12-01T10:00:08.000Z";
+  const state = run([appeared("p1", "cam1", T0), appeared("p2", "cam1", T8),
+                     stamped({ type: "person.left", person: "p1", camera: "cam1", start: T0,
+                               end: T5 }, T12)]);
+  assert.deepEqual(state.feed.map((e) => [e.type, e.person, e.time]), [
+    ["person.appeared", "p2", Date.parse(T8)], ["person.left", "p1", Date.parse(T5)],
+    ["person.appeared", "p1", Date.parse(T0)]]);
+});

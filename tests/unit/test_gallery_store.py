@@ -319,3 +319,52 @@ def test_a_full_disk_refuses_changes_clearly_and_keeps_the_gallery_consistent(
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert check.execute("PRAGMA foreign_key_check").fetchall() == []
     gallery.store.close()
+
+
+def test_time_seen_counts_overlapping_appearances_once(tmp_path: Path) -> None:
+    gallery = opened(tmp_path / "gallery.db")
+    keep, gone = gallery.create(np.stack([near(0)])), gallery.create(np.stack([near(1)]))
+    gallery.store.add_appearance(keep, "camera:door", 1000.0, 1100.0)
+    gallery.store.add_appearance(keep, "camera:door", 1050.0, 1080.0)  # inside the first
+    gallery.store.add_appearance(gone, "camera:door", 1090.0, 1220.0)  # one person, two tracks
+    gallery.store.add_appearance(gone, "file:/v.mp4", 0.0, 10.0)  # another timeline: added
+    gallery.merge(keep, gone)
+    record = gallery.store.identity(keep)
+    assert (record.appearances, record.seen_s) == (4, 230.0)  # 220 s at the door, 10 s in a file
+    assert [r.seen_s for r in gallery.store.identities()] == [230.0]
+
+
+def test_a_persons_appearance_in_a_file_makes_them_seen_now(tmp_path: Path) -> None:
+    import time
+
+    from stream.types import PersonLeft
+
+    gallery = opened(tmp_path / "gallery.db")
+    ada = gallery.create(np.stack([near(0)]))
+    with closing(sqlite3.connect(tmp_path / "gallery.db")) as db, db:
+        db.execute("UPDATE identities SET last_seen = 1000.0")  # seen long ago
+    before = time.time()
+    left = PersonLeft(camera="file", person=Gallery.label(ada), start=before - 10, end=before,
+                      duration_s=10.0, start_frame_time=2.0, end_frame_time=12.0,
+                      thumbnail=np.zeros((8, 8, 3), np.uint8), quality=0.5, time=before)
+    AppearanceRecorder(gallery, wall_clock=False).record("file:/v.mp4", [left])
+    assert [(a.start, a.end) for a in gallery.store.appearances(ada)] == [(2.0, 12.0)]
+    assert gallery.store.identity(ada).last_seen >= before  # not 12.0: retention keeps them
+
+
+def test_the_decisions_are_logged_with_the_persons_ids(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from stream.identity.matcher import Identifier
+    from tests.unit.test_identity import SETTINGS, obs
+
+    caplog.set_level(logging.DEBUG, logger="stream.identity.matcher")
+    gallery = in_memory()
+    for _ in range(2):  # the second time, the gallery knows the person
+        identifier = Identifier(gallery, SETTINGS, max_gap_s=0.5)
+        for frame in range(10):
+            identifier.observe(frame / 10, [obs(frame, (0, 0, 50, 50), near(0))])
+        identifier.finish()
+    decisions = [record.getMessage().split(": ", 1)[1] for record in caplog.records
+                 if record.getMessage().startswith("track ")]
+    assert [line.split(",")[0] for line in decisions] == ["new", "known p1"], decisions

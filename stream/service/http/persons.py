@@ -195,7 +195,9 @@ class PersonsApi:
         api.add("GET", person, self.show, _operation(
             "One person, with their exemplars and appearances", Reply("the person", Person)))
         api.add("PATCH", person, self.rename, _change(
-            "Rename the person (a null name clears it)", IdentityRenamed, Rename))
+            "Rename the person (a null name clears it). When others have the name too, the "
+            "answer also has a `warning` naming them (the rename is made: two people may "
+            "share a name)", IdentityRenamed, Rename))
         api.add("DELETE", person, self.delete, _change(
             "Remove the person (seen again, they get a new ID)", IdentityDeleted))
         api.add("GET", f"{person}/thumbnail.jpg", self.thumbnail, _operation(
@@ -262,7 +264,7 @@ class PersonsApi:
         photos = await asyncio.to_thread(gallery_admin.read_photos, images)
         worker = self._engine.worker
         event = await self._call(lambda g: gallery_admin.enroll(
-            g, worker, photos, body.name, force=body.force))
+            g, worker, photos, body.name, force=body.force, api=True))
         return self._announce(event, 201)
 
     async def show(self, request: Request) -> Response:
@@ -283,7 +285,17 @@ class PersonsApi:
         """``PATCH /api/persons/{id}`` with ``{"name": "Ada"}`` (null clears the name)."""
         identity = _path_identity(request)
         name = (await _body(request, Rename)).name
-        return await self._change(identity, lambda g: gallery_admin.rename(g, identity, name))
+        warnings: list[str | None] = []
+
+        def rename(gallery: Gallery) -> Event:
+            event = gallery_admin.rename(gallery, identity, name)
+            warnings.append(gallery_admin.namesakes(gallery, identity))
+            return event
+        response = await self._change(identity, rename)
+        if not warnings or warnings[0] is None:
+            return response
+        # the event as published, and the warning for the one who renamed
+        return JSONResponse({**json.loads(bytes(response.body)), "warning": warnings[0]})
 
     async def merge(self, request: Request) -> Response:
         """``POST /api/persons/{id}/merge`` with ``{"other": "p4"}``: p4 becomes {id}."""
