@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from stream.config import ServerSettings, ServiceConfig, load_config
@@ -275,3 +278,31 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_directory_is_unreadable(tmp_path: Path) -> None:
     assert error(tmp_path).startswith(f"{tmp_path}: cannot read the configuration file (")
+
+
+# Any YAML a user might write: mappings and lists of the config's own keys, with odd values.
+_KEYS = sorted(field_names(ServiceConfig) | {"cameras", "nope", "url", "name"})
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
+                     st.floats(allow_nan=True), st.text(max_size=30),
+                     st.sampled_from(["rtsp://cam/1", "/dev/video0", "${UNSET}", "${X:-1}",
+                                      "$${literal}", "${", "0.0.0.0", "mqtt://b:1883"]))
+_DOCUMENTS = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)),
+    max_leaves=25)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=_DOCUMENTS, raw=st.text(max_size=80))
+def test_any_yaml_is_a_config_or_one_line_that_names_what_is_wrong(
+        tmp_path: Path, document: object, raw: str) -> None:
+    for text in (yaml.safe_dump(document, allow_unicode=True), raw):
+        path = tmp_path / "fuzz.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            config = load_config(path)
+        except ConfigError as problem:
+            message = str(problem)
+            assert message and "Traceback" not in message and str(path) in message
+        else:
+            assert config.cameras
