@@ -245,7 +245,8 @@ def _fetch_npm(model: ModelSpec, source: Path | None) -> None:
         raise ModelError(f"{FACE_API_PACKAGE} lacks {', '.join(wanted)}")
 
 
-def _fetch_url(model: ModelSpec, source: Path | None, allow_download: bool) -> None:
+def _fetch_url(model: ModelSpec, source: Path | None, allow_download: bool,
+               progress: Callable[[str], None] | None) -> None:
     file = model.files[0]
     if source is None:
         torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
@@ -253,12 +254,18 @@ def _fetch_url(model: ModelSpec, source: Path | None, allow_download: bool) -> N
         if torch_copy.is_file():
             source = torch_copy
     if source is not None:
+        if progress is not None:
+            progress(f"taking {model.name} from {source}")
         install(model, file, source)
         return
     if not allow_download:
+        # The same hint serves every command that needs the weights: `models fetch` takes both.
         raise ModelError(f"the weights of {model.name} ({file.name}) are not in "
-                         f"{model.directory}; pass --weights PATH with a local copy, or "
-                         f"--allow-download to fetch them from {model.url}")
+                         f"{model.directory}; put a local copy there with `facestream models "
+                         f"fetch {model.name} --from PATH`, or download them from {model.url} "
+                         f"with `facestream models fetch {model.name} --allow-download`")
+    if progress is not None:
+        progress(f"downloading {model.name} from {model.url}")
     with tempfile.TemporaryDirectory(prefix="facestream-dl-") as tmp:
         staged = Path(tmp) / file.name
         try:
@@ -280,7 +287,7 @@ def fetch(name: str, *, source: Path | None = None, allow_download: bool = False
         raise ModelError(f"{source} is not a file; pass the path of the model file to use")
     if source is None and is_ready(name):
         return model.directory
-    if progress is not None:
+    if progress is not None and model.fetch_kind != "url":
         progress(f"fetching {name} from {source or model.source}")
     if model.fetch_kind == "onnx":
         from stream.vision.export import export
@@ -289,7 +296,7 @@ def fetch(name: str, *, source: Path | None = None, allow_download: bool = False
     elif model.fetch_kind == "npm":
         _fetch_npm(model, source)
     else:
-        _fetch_url(model, source, allow_download)
+        _fetch_url(model, source, allow_download, progress)
     problems = verify(name)
     if problems:
         raise ModelError(f"{name}: {'; '.join(problems)}")

@@ -4,6 +4,8 @@ and embedders (names without torch, the default rule)."""
 from __future__ import annotations
 
 import importlib
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from stream.cli import main
 from stream.config import EngineSettings
 from stream.errors import ModelError
 from stream.vision import embedders, models
@@ -29,10 +32,22 @@ def test_unknown_model_is_a_clear_error() -> None:
         models.spec("nope")
 
 
-def test_missing_facenet_weights_say_how_to_get_them(home: Path) -> None:
+def test_missing_facenet_weights_say_how_to_get_them_and_the_hint_works(
+        home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert models.verify("facenet-vggface2") == ["20180402-114759-vggface2.pt is missing"]
-    with pytest.raises(ModelError, match=r"--weights PATH.*--allow-download"):
-        models.fetch("facenet-vggface2")
+    said: list[str] = []
+    with pytest.raises(ModelError) as refused:
+        models.fetch("facenet-vggface2", progress=said.append)
+    assert said == []  # nothing claims to fetch what is not fetched
+    hints = re.findall(r"`(facestream [^`]+)`", str(refused.value))
+    assert hints == ["facestream models fetch facenet-vggface2 --from PATH",
+                     "facestream models fetch facenet-vggface2 --allow-download"]
+    weights = tmp_path / "local.pt"
+    weights.write_bytes(b"a local copy of the weights")
+    command = shlex.split(hints[0].replace("PATH", str(weights)))
+    assert main(["-q", *command[1:]]) == 0
+    assert models.is_ready("facenet-vggface2")
+    assert "facenet-vggface2: verified in" in capsys.readouterr().out
 
 
 def test_local_weights_are_taken_in_and_their_hash_recorded(home: Path, tmp_path: Path) -> None:
