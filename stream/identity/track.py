@@ -75,6 +75,7 @@ def template(vectors: FloatArray | list[FloatArray]) -> FloatArray:
 
 
 BoxLike = FloatArray | tuple[float, float, float, float]
+DRIFT_WINDOW = 60  # observations a track's latest faces are compared with, at most
 
 
 def box_iou(a: BoxLike, b: BoxLike) -> float:
@@ -168,7 +169,9 @@ class Tracker:
         the cut among its last ``drift_faces`` good faces, with ``drift_faces`` before it and
         at least two after it, whose after faces are all farther than ``split_distance`` from
         the template of the faces before it."""
-        good = [obs for obs in track.observations if obs.good and obs.embedding is not None]
+        # The recent past is what the new faces are compared with; a track may last hours.
+        good = [obs for obs in track.observations[-DRIFT_WINDOW:]
+                if obs.good and obs.embedding is not None]
         k = self.drift_faces
         vectors = [obs.embedding for obs in good if obs.embedding is not None]
         best: tuple[float, int] | None = None

@@ -172,10 +172,13 @@ class Lane:
         """``highest``: the highest identity number before this frame; a higher one was created
         for this track."""
         assert track.identity is not None
-        sure = [obs for obs in track.observations if obs.score >= self.min_face_score]
-        if not sure or track.number not in self._best:
+        # Seen every frame of a track that may last hours: look from each end, not at all.
+        sure = (obs for obs in track.observations if obs.score >= self.min_face_score)
+        first = next(sure, None)
+        if first is None or track.number not in self._best:
             return []
-        first, last = sure[0], sure[-1]
+        last = next(obs for obs in reversed(track.observations)
+                    if obs.score >= self.min_face_score)
         quality, crop = self._best[track.number]
         box = (float(last.box[0]), float(last.box[1]), float(last.box[2]), float(last.box[3]))
         events = self.appearances.see(Sighting(
