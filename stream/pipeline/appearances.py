@@ -74,9 +74,6 @@ class Appearances:
     def __len__(self) -> int:
         return len(self._open)
 
-    def __contains__(self, person: str) -> bool:
-        return person in self._open
-
     def see(self, sighting: Sighting, now: float) -> list[Event]:
         """Take one sighting; returns ``person.appeared`` or ``person.updated`` when due."""
         current = self._open.get(sighting.person)
