@@ -94,12 +94,19 @@ class PersonAppeared:
     kind: ClassVar[str] = "person.appeared"
     camera: str
     person: str
+    name: str | None  # the person's name in the gallery; null when unnamed
+    appearance: str  # the appearance's ID (see ``stream.pipeline.appearances.appearance_id``)
     new: bool  # the identity was created for this appearance
     frame_time: float  # of the sighting, on the camera's timeline (seconds)
     captured_at: Timestamp  # when the sighting's frame was decoded
     time: Timestamp  # when the event was made
     box: Box
     score: float
+    # The identity decision: the distance of the track's template to the person's nearest
+    # exemplar, null when the track created the person; ``confidence`` is 1 - distance /
+    # threshold, clipped to [0, 1] (1: identical, 0: at the match threshold; not a probability).
+    distance: float | None
+    confidence: float | None
     thumbnail: Jpeg
     latency_ms: float  # from decode to event
     seq: int = 0  # stamped by the bus
@@ -112,11 +119,15 @@ class PersonUpdated:
     kind: ClassVar[str] = "person.updated"
     camera: str
     person: str
+    name: str | None
+    appearance: str
     frame_time: float
     captured_at: Timestamp
     time: Timestamp
     box: Box
     score: float
+    distance: float | None  # of the decision of the track seen now (as in ``PersonAppeared``)
+    confidence: float | None
     thumbnail: Jpeg | None  # only when the face is better than the last one sent
     latency_ms: float
     seq: int = 0
@@ -130,6 +141,8 @@ class PersonLeft:
     kind: ClassVar[str] = "person.left"
     camera: str
     person: str
+    name: str | None
+    appearance: str
     start: Timestamp  # the first face of the appearance
     end: Timestamp  # the last face of it
     duration_s: float
@@ -137,6 +150,8 @@ class PersonLeft:
     end_frame_time: float
     thumbnail: Jpeg  # the best face of the appearance
     quality: float  # of that face (higher is better)
+    distance: float | None  # the closest decision of the appearance's tracks (null: none
+    confidence: float | None  # matched, they created the person); as in ``PersonAppeared``
     time: Timestamp
     seq: int = 0
 

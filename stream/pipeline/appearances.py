@@ -11,11 +11,13 @@ This is the one definition of an appearance, for the live events and the file re
   the appearance waits for its decision); and when the camera, the service or the identity ends.
 
 Times are kept twice: on the camera's timeline (frame times, what the file report uses) and on
-the wall clock (what live events carry).
+the wall clock (what live events carry). Each appearance has an ID (:func:`appearance_id`) that
+its appeared, updated and left events share.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,6 +33,7 @@ class Sighting:
     """A face of an identified person on one frame."""
 
     person: str  # public ID, "p3"
+    name: str | None  # the person's name now
     new: bool  # the identity was created for this face's track
     frame_time: float  # on the camera's timeline, seconds
     captured_at: float  # wall clock when the frame was decoded
@@ -40,10 +43,22 @@ class Sighting:
     score: float
     quality: float  # of the track's best face so far
     crop: ImageArray  # the track's best face so far (see ``stream.imaging.face_crop``)
+    distance: float | None  # of the track's identity decision; None: it created the person
+    confidence: float | None  # see ``stream.types.PersonAppeared``
+
+
+def appearance_id(camera: str, now: float) -> str:
+    """A new appearance's ID, ``<camera>-<ms>-<random>``: the wall clock in milliseconds since
+    the epoch as 11 hex digits (so a camera's IDs sort by time) and 8 random hex digits (so
+    IDs made on other machines or after a restart never collide), e.g.
+    ``door-19ad4a1c2e0-5f3a9c01``."""
+    return f"{camera}-{int(now * 1000):011x}-{secrets.token_hex(4)}"
 
 
 @dataclass
 class _Appearance:
+    id: str
+    name: str | None
     start_t: float
     last_t: float
     start: float
@@ -52,6 +67,8 @@ class _Appearance:
     box: Box
     best_quality: float
     best_crop: ImageArray
+    distance: float | None  # the closest decision so far
+    confidence: float | None
 
 
 @dataclass(frozen=True)
@@ -78,15 +95,23 @@ class Appearances:
         """Take one sighting; returns ``person.appeared`` or ``person.updated`` when due."""
         current = self._open.get(sighting.person)
         if current is None:
-            self._open[sighting.person] = _Appearance(
+            current = self._open[sighting.person] = _Appearance(
+                appearance_id(self.camera, now), sighting.name,
                 min(sighting.since_frame_time, sighting.frame_time), sighting.frame_time,
                 min(sighting.since, sighting.captured_at), sighting.captured_at, now,
-                sighting.box, sighting.quality, sighting.crop)
+                sighting.box, sighting.quality, sighting.crop, sighting.distance,
+                sighting.confidence)
             return [PersonAppeared(
-                camera=self.camera, person=sighting.person, new=sighting.new,
+                camera=self.camera, person=sighting.person, name=sighting.name,
+                appearance=current.id, new=sighting.new,
                 frame_time=round(sighting.frame_time, 3), captured_at=sighting.captured_at,
                 time=now, box=_rounded(sighting.box), score=round(sighting.score, 4),
+                distance=sighting.distance, confidence=sighting.confidence,
                 thumbnail=sighting.crop, latency_ms=_latency_ms(sighting, now))]
+        current.name = sighting.name
+        if sighting.distance is not None and (current.distance is None
+                                              or sighting.distance < current.distance):
+            current.distance, current.confidence = sighting.distance, sighting.confidence
         current.start_t = min(current.start_t, sighting.since_frame_time)
         current.start = min(current.start, sighting.since)
         current.last_t = max(current.last_t, sighting.frame_time)
@@ -99,9 +124,11 @@ class Appearances:
             return []
         current.announced_at, current.box = now, sighting.box
         return [PersonUpdated(
-            camera=self.camera, person=sighting.person,
-            frame_time=round(sighting.frame_time, 3), captured_at=sighting.captured_at,
+            camera=self.camera, person=sighting.person, name=sighting.name,
+            appearance=current.id, frame_time=round(sighting.frame_time, 3),
+            captured_at=sighting.captured_at,
             time=now, box=_rounded(sighting.box), score=round(sighting.score, 4),
+            distance=sighting.distance, confidence=sighting.confidence,
             thumbnail=sighting.crop if better else None,
             latency_ms=_latency_ms(sighting, now))]
 
@@ -135,12 +162,14 @@ class Appearances:
     def _left(self, person: str, now: float) -> PersonLeft:
         appearance = self._open.pop(person)
         return PersonLeft(
-            camera=self.camera, person=person, start=appearance.start,
+            camera=self.camera, person=person, name=appearance.name,
+            appearance=appearance.id, start=appearance.start,
             end=appearance.last_seen,
             duration_s=round(appearance.last_seen - appearance.start, 3),
             start_frame_time=round(appearance.start_t, 3),
             end_frame_time=round(appearance.last_t, 3), thumbnail=appearance.best_crop,
-            quality=round(appearance.best_quality, 3), time=now)
+            quality=round(appearance.best_quality, 3), distance=appearance.distance,
+            confidence=appearance.confidence, time=now)
 
 
 def _rounded(box: Box) -> Box:

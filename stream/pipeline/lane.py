@@ -12,6 +12,7 @@ frame, the live engine the newest frame of its camera.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.config import EventSettings
+from stream.errors import NotFoundError, StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings
 from stream.identity.track import Observation, Track
@@ -88,13 +90,21 @@ class Lane:
     ``discontinuity`` ends every track first (nothing continues across a cut, loop or
     reconnect). Only faces the detector is sure of (``min_face_score``) make or extend an
     appearance: a hand that joined a known person's track is not that person.
+
+    ``name_of`` gives an identity's name (``None`` when unnamed); the lane keeps each answer
+    until :meth:`forget_names`. ``threshold``, the match threshold, scales the events'
+    ``confidence`` (``None`` without it).
     """
 
     def __init__(self, name: str, assigner: IdentityAssigner, events: EventSettings, *,
-                 min_face_score: float = 0.0) -> None:
+                 min_face_score: float = 0.0, threshold: float | None = None,
+                 name_of: Callable[[int], str | None] = lambda identity: None) -> None:
         self.name = name
         self.assigner = assigner
         self.min_face_score = min_face_score
+        self.threshold = threshold
+        self._name_of = name_of
+        self._names: dict[int, str | None] = {}
         self.appearances = Appearances(name, events)
         self.sharpness = SharpnessBaseline()
         self.wall_offset = 0.0  # wall clock minus frame time, of the latest frame
@@ -155,6 +165,20 @@ class Lane:
         """Close ``person``'s appearance (merged away, forgotten, or not them)."""
         return self.appearances.end(person, now)
 
+    def forget_names(self) -> None:
+        """Look names up again from now on (someone was renamed, merged or removed)."""
+        self._names.clear()
+
+    def person_name(self, identity: int) -> str | None:
+        """The name of ``identity``; ``None`` when unnamed, or while the gallery cannot be
+        read (asked again next time)."""
+        if identity not in self._names:
+            try:
+                self._names[identity] = self._name_of(identity)
+            except StorageError:
+                return None
+        return self._names[identity]
+
     def face_jpeg(self, track: Track) -> bytes | None:
         """The track's best face so far as JPEG, kept with the exemplars it gives."""
         best = self._best.get(track.number)
@@ -181,16 +205,26 @@ class Lane:
                     if obs.score >= self.min_face_score)
         quality, crop = self._best[track.number]
         box = (float(last.box[0]), float(last.box[1]), float(last.box[2]), float(last.box[3]))
+        distance = None if track.distance is None else round(track.distance, 4)
+        confidence = None
+        if distance is not None and self.threshold is not None:
+            confidence = round(min(1.0, max(0.0, 1.0 - distance / self.threshold)), 3)
         events = self.appearances.see(Sighting(
-            person=Gallery.label(track.identity), new=track.identity > highest,
-            frame_time=last.t, captured_at=last.t + self.wall_offset,
-            since_frame_time=first.t, since=first.t + self.wall_offset, box=box,
-            score=last.score, quality=quality, crop=crop), now)
+            person=Gallery.label(track.identity), name=self.person_name(track.identity),
+            new=track.identity > highest, frame_time=last.t,
+            captured_at=last.t + self.wall_offset, since_frame_time=first.t,
+            since=first.t + self.wall_offset, box=box, score=last.score, quality=quality,
+            crop=crop, distance=distance, confidence=confidence), now)
         for event in events:
             if isinstance(event, PersonAppeared):
-                log.info("%s %s on %s at %.1f s", event.person,
+                log.info("%s %s on %s at %.1f s", who(event.person, event.name),
                          "appeared (new)" if event.new else "appeared", self.name, first.t)
         return events
+
+
+def who(person: str, name: str | None) -> str:
+    """A person as logs name them: ``p3 (Ada)``, or ``p3`` when unnamed."""
+    return person if name is None else f"{person} ({name})"
 
 
 def identifying_lane(name: str, gallery: Gallery, *, threshold: float, events: EventSettings,
@@ -199,6 +233,13 @@ def identifying_lane(name: str, gallery: Gallery, *, threshold: float, events: E
     or file) is recorded with each exemplar."""
     settings = MatchSettings(threshold=threshold)
     identifier = Identifier(gallery, settings, source=source)
-    lane = Lane(name, identifier, events, min_face_score=settings.min_face_score)
+
+    def name_of(identity: int) -> str | None:
+        try:
+            return gallery.store.identity(identity).name
+        except NotFoundError:  # removed meanwhile: its appearance is about to end
+            return None
+    lane = Lane(name, identifier, events, min_face_score=settings.min_face_score,
+                threshold=threshold, name_of=name_of)
     identifier.face_of = lane.face_jpeg
     return lane

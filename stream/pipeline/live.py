@@ -90,9 +90,9 @@ class Engine:
         self._retention_s = retention_days * 86400 if retention_days else None
         self._retired_at = -float("inf")
         self.gallery = gallery
-        threshold = engine.threshold or worker.embedder.threshold
+        self.threshold = engine.threshold or worker.embedder.threshold
         self._cameras = [
-            _Camera(camera, identifying_lane(camera.name, gallery, threshold=threshold,
+            _Camera(camera, identifying_lane(camera.name, gallery, threshold=self.threshold,
                                              events=events, source=f"camera:{camera.name}"),
                     wall_clock=camera.config.kind != "file" or camera.config.realtime)
             for camera in cameras]
@@ -184,9 +184,10 @@ class Engine:
 
     def _reconcile(self) -> None:
         """After a change by the user: tracks of people who are no longer in the gallery are
-        decided again, and their open appearances end."""
+        decided again, their open appearances end, and names are looked up again."""
         now = time.time()
         for state in self._cameras:
+            state.lane.forget_names()
             for track in state.lane.assigner.active_tracks():
                 if track.identity is not None and track.identity not in self.gallery:
                     track.identity = None

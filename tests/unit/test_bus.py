@@ -114,8 +114,9 @@ def test_each_event_is_encoded_once_for_every_consumer() -> None:
         first, second = bus.subscribe(10), bus.subscribe(10, consumer="mqtt")
         face = np.full((60, 60, 3), 90, np.uint8)
         published = bus.publish(PersonAppeared(
-            camera="door", person="p1", new=True, frame_time=1.5, captured_at=0.25, time=0.5,
-            box=(1.0, 2.0, 3.0, 4.0), score=0.9, thumbnail=face, latency_ms=250.0))
+            camera="door", person="p1", name=None, appearance="door-1", new=True,
+            frame_time=1.5, captured_at=0.25, time=0.5, box=(1.0, 2.0, 3.0, 4.0), score=0.9,
+            distance=None, confidence=None, thumbnail=face, latency_ms=250.0))
         a, b = await first.get(), await second.get()
         assert a is b is published
         assert first.encoded(a) is second.encoded(b)  # one encoding, shared
@@ -130,8 +131,9 @@ def test_each_event_is_encoded_once_for_every_consumer() -> None:
 
 def face_of(person: str, camera: str = "door") -> PersonAppeared:
     return PersonAppeared(
-        camera=camera, person=person, new=True, frame_time=1.0, captured_at=1.0, time=1.0,
-        box=(1.0, 2.0, 3.0, 4.0), score=0.9, thumbnail=np.full((8, 8, 3), 200, np.uint8),
+        camera=camera, person=person, name=None, appearance=f"{camera}-1", new=True,
+        frame_time=1.0, captured_at=1.0, time=1.0, box=(1.0, 2.0, 3.0, 4.0), score=0.9,
+        distance=None, confidence=None, thumbnail=np.full((8, 8, 3), 200, np.uint8),
         latency_ms=10.0)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from stream.codec import EventEncoder
 from stream.config import EventSettings
-from stream.pipeline.appearances import Appearances, Sighting
+from stream.pipeline.appearances import Appearances, Sighting, appearance_id
 from stream.types import PersonAppeared, PersonLeft, PersonUpdated
 
 SETTINGS = EventSettings(left_after_s=3.0, update_interval_s=5.0, thumbnail_px=64)
@@ -20,11 +20,13 @@ WALL = 1000.0  # wall clock minus frame time
 
 def sighting(at: float, *, person: str = "p1", quality: float = 1.0,
              box: tuple[float, float, float, float] = (10, 10, 60, 60),
-             crop: np.ndarray = FACE) -> Sighting:
+             crop: np.ndarray = FACE, name: str | None = None,
+             distance: float | None = None) -> Sighting:
     """A face at frame time ``at``, of a track that began 0.4 s before."""
-    return Sighting(person=person, new=True, frame_time=at, captured_at=at + WALL,
-                    since_frame_time=at - 0.4, since=at - 0.4 + WALL, box=box, score=0.99,
-                    quality=quality, crop=crop)
+    return Sighting(person=person, name=name, new=distance is None, frame_time=at,
+                    captured_at=at + WALL, since_frame_time=at - 0.4, since=at - 0.4 + WALL,
+                    box=box, score=0.99, quality=quality, crop=crop, distance=distance,
+                    confidence=None if distance is None else round(1 - distance / 0.6, 3))
 
 
 def test_an_appearance_begins_once_and_carries_a_thumbnail() -> None:
@@ -94,9 +96,9 @@ def test_an_undecided_track_that_began_in_the_absence_holds_the_appearance_open(
 def test_a_late_decision_extends_the_appearance_back_to_its_track_start() -> None:
     machine = Appearances("door", SETTINGS)
     machine.see(sighting(5.0), now=1005.0)
-    late = Sighting(person="p1", new=False, frame_time=4.0, captured_at=1004.0,
+    late = Sighting(person="p1", name=None, new=False, frame_time=4.0, captured_at=1004.0,
                     since_frame_time=1.0, since=1001.0, box=(10, 10, 60, 60), score=0.99,
-                    quality=1.0, crop=FACE)
+                    quality=1.0, crop=FACE, distance=0.3, confidence=0.5)
     machine.see(late, now=1006.0)
     left = machine.close(now=1007.0)
     assert isinstance(left[0], PersonLeft)
@@ -113,3 +115,52 @@ def test_each_person_is_their_own_appearance_and_close_ends_them() -> None:
     assert machine.end("p2", now=1001.0) == []
     rest = machine.close(now=1001.0)
     assert [e.person for e in rest if isinstance(e, PersonLeft)] == ["p1"] and not machine
+
+
+def test_one_appearance_id_ties_its_events_and_the_next_appearance_gets_another() -> None:
+    machine = Appearances("door", SETTINGS)
+    events = machine.see(sighting(0.0), now=1000.0)
+    events += machine.see(sighting(6.0, quality=2.0), now=1006.0)
+    events += machine.expire(10.0, now=1010.0)
+    assert [type(e) for e in events] == [PersonAppeared, PersonUpdated, PersonLeft]
+    ids = {e.appearance for e in events if isinstance(e, PersonAppeared | PersonUpdated
+                                                      | PersonLeft)}
+    assert len(ids) == 1
+    again = machine.see(sighting(20.0), now=1020.0)[0]
+    assert isinstance(again, PersonAppeared) and again.appearance not in ids
+    camera, millis, random = again.appearance.split("-")
+    assert camera == "door" and int(millis, 16) == 1020000 and len(random) == 8
+
+
+def test_appearance_ids_sort_by_time_and_never_repeat() -> None:
+    made = [appearance_id("door", 1_764_000_000.0 + i / 1000) for i in range(1000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    same_moment = {appearance_id("door", 1_764_000_000.0) for _ in range(1000)}
+    assert len(same_moment) == 1000  # two machines, one camera name, one millisecond
+
+
+def test_events_carry_the_name_as_it_is_now_and_the_match_evidence() -> None:
+    machine = Appearances("door", SETTINGS)
+    appeared = machine.see(sighting(0.0, distance=0.42), now=1000.0)[0]
+    assert isinstance(appeared, PersonAppeared)
+    assert (appeared.name, appeared.distance, appeared.confidence) == (None, 0.42, 0.3)
+    assert appeared.new is False
+    renamed = machine.see(sighting(6.0, quality=2.0, name="Ada", distance=0.3), now=1006.0)[0]
+    assert isinstance(renamed, PersonUpdated) and renamed.name == "Ada"
+    machine.see(sighting(7.0, name="Ada", distance=0.5), now=1007.0)
+    left = machine.close(now=1008.0)[0]
+    assert isinstance(left, PersonLeft) and left.name == "Ada"
+    assert (left.distance, left.confidence) == (0.3, 0.5)  # the closest decision
+    document = EventEncoder().document(left)
+    assert document["name"] == "Ada" and document["appearance"] == appeared.appearance
+
+
+def test_a_new_person_has_no_distance() -> None:
+    machine = Appearances("door", SETTINGS)
+    appeared = machine.see(sighting(0.0), now=1000.0)[0]
+    assert isinstance(appeared, PersonAppeared) and appeared.new
+    document = EventEncoder().document(appeared)
+    assert document["distance"] is None and document["confidence"] is None
+    assert document["name"] is None
+    left = machine.close(now=1001.0)[0]
+    assert isinstance(left, PersonLeft) and left.distance is None
