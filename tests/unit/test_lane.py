@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from stream.config import EventSettings
 from stream.pipeline.lane import Lane, identifying_lane
@@ -104,4 +106,38 @@ def test_a_stranger_waits_while_the_disk_is_full_and_known_people_keep_their_eve
     assert step.tracks[1].identity == 2  # decided as soon as the disk takes it
     events += step.events + door.finish(now=16.0)
     assert sorted(e.person for e in events if isinstance(e, PersonAppeared)) == ["p1", "p2"]
+    gallery.store.close()
+
+
+def test_a_person_matched_from_the_gallery_is_named_and_not_new(
+        caplog: pytest.LogCaptureFixture) -> None:
+    gallery = open_gallery(None, dim=DIM, embedder="test", version="1")
+    ada = gallery.create(np.stack([face(0)]))
+    gallery.store.rename(ada, "Ada")
+    door = identifying_lane("door", gallery, threshold=0.5, source="test",
+                            events=EventSettings(left_after_s=1.0))
+    events = []
+    with caplog.at_level(logging.INFO, logger="stream.pipeline.lane"):
+        for i in range(5):
+            events += door.take(result(i, [(0, 0.99), (1, 0.99)], second_at=200),
+                                now=float(i)).events
+    appeared = {e.person: e for e in events if isinstance(e, PersonAppeared)}
+    known, stranger = appeared["p1"], appeared["p2"]
+    assert (known.name, known.new) == ("Ada", False)
+    assert known.distance is not None and 0 <= known.distance < 0.5
+    assert known.confidence == round(1 - known.distance / 0.5, 3) and known.confidence > 0.5
+    assert (stranger.name, stranger.new, stranger.distance, stranger.confidence) == (
+        None, True, None, None)
+    logged = [record.getMessage() for record in caplog.records]
+    assert "p1 (Ada) appeared on door at 0.0 s" in logged
+    assert "p2 appeared (new) on door at 0.0 s" in logged
+    # A rename reaches the events once the lane is told names changed.
+    gallery.store.rename(ada, "Ada Lovelace")
+    door.take(result(5, [(0, 0.99)]), now=5.0)
+    assert door.person_name(ada) == "Ada"  # the lane's answer, until it forgets
+    door.forget_names()
+    left = [e for e in door.take(result(6, [(0, 0.99)]), now=6.0).events + door.finish(7.0)
+            if isinstance(e, PersonLeft)]
+    assert {e.person: e.name for e in left} == {"p1": "Ada Lovelace", "p2": None}
+    assert {e.appearance for e in left} == {known.appearance, stranger.appearance}
     gallery.store.close()
