@@ -5,6 +5,7 @@
 - :mod:`.events`: ``/events``, the WebSocket of events (one sink per client);
 - :mod:`.persons`: the gallery's REST API under ``/api/persons``;
 - :mod:`.cameras`: ``/api/cameras`` and each camera's preview;
+- :mod:`.recognize`: ``/api/recognize``, who is in a photo;
 - :mod:`.auth`: the optional shared token, and errors as ``{"error": ...}``;
 - :mod:`.openapi`: routes and their ``/api/openapi.json``, made from one list.
 
@@ -37,6 +38,7 @@ from stream.service.http.cameras import CamerasApi
 from stream.service.http.events import EventsSocket
 from stream.service.http.openapi import Api, Operation, Reply, text
 from stream.service.http.persons import PersonsApi
+from stream.service.http.recognize import RecognizeApi
 from stream.service.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -93,6 +95,7 @@ def build_app(bus: EventBus, settings: ServerSettings, metrics: Metrics, *,
     if engine is not None:
         PersonsApi(engine, bus).add_to(api)
         CamerasApi(engine).add_to(api)
+        RecognizeApi(engine).add_to(api)
     description = api.document()
     # The dashboard's files hold no data: they are served without the token, and ask for it.
     routes = [*api.routes, Mount("/", app=StaticFiles(directory=DASHBOARD, html=True,
@@ -100,7 +103,8 @@ def build_app(bus: EventBus, settings: ServerSettings, metrics: Metrics, *,
     websockets = frozenset(route.path for route in api.routes if isinstance(route, WebSocketRoute))
     _quiet_uvicorn_denials()
     return Starlette(routes=routes, middleware=[Middleware(
-        AccessGuard, settings=settings, refusals=refusals, websockets=websockets)],
+        AccessGuard, settings=settings, refusals=refusals, websockets=websockets,
+        uploads=frozenset(api.uploads))],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error}), socket
 
 

@@ -9,7 +9,8 @@
   no ``Origin`` and are not concerned.
 - A change (POST, PUT, PATCH, DELETE) with a body must send it as ``application/json`` and within
   ``server.max_body_bytes``: a larger one is answered 413 before it is read, and the forms and
-  plain text a page may post to another site without asking (``no-cors``) are refused.
+  plain text a page may post to another site without asking (``no-cors``) are refused; the
+  upload routes (``uploads``) also take ``multipart/form-data``, and change nothing.
 
 Refusals are answered ``{"error": ...}`` and logged by :class:`Refusals`, at a bounded rate.
 """
@@ -34,6 +35,7 @@ from stream.service.net import is_loopback
 __all__ = ["AccessGuard", "Refusals", "allowed_host", "same_origin"]
 log = logging.getLogger(__name__)
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MULTIPART = "multipart/form-data"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -108,11 +110,12 @@ class AccessGuard:
     handshake; WebSocket handshakes to paths other than ``websockets`` are answered 404."""
 
     def __init__(self, app: ASGIApp, *, settings: ServerSettings, refusals: Refusals,
-                 websockets: frozenset[str]) -> None:
+                 websockets: frozenset[str], uploads: frozenset[str] = frozenset()) -> None:
         self._app = app
         self._settings = settings
         self._refusals = refusals
         self._websockets = websockets
+        self._uploads = uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -121,7 +124,8 @@ class AccessGuard:
         headers = Headers(scope=scope)
         problem = self._problem(scope, headers)
         if problem is None and scope["type"] == "http" and scope["method"] in CHANGES:
-            problem, receive = await self._body(headers, receive)
+            problem, receive = await self._body(headers, receive,
+                                                scope["path"] in self._uploads)
         if problem is None:
             await self._app(scope, receive, send)
             return
@@ -150,10 +154,10 @@ class AccessGuard:
             return 404, f"no WebSocket at {scope['path'][:100]!r}; events are at /events"
         return None
 
-    async def _body(self, headers: Headers, receive: Receive
+    async def _body(self, headers: Headers, receive: Receive, upload: bool
                     ) -> tuple[tuple[int, str] | None, Receive]:
         """The request's whole body, read here up to the limit, and a ``receive`` that hands
-        it to the route; or why it is refused."""
+        it to the route; or why it is refused. ``upload``: multipart/form-data is taken too."""
         limit = self._settings.max_body_bytes
         too_large = 413, f"the body is larger than {limit} bytes (server.max_body_bytes)"
         length = headers.get("content-length", "")
@@ -172,8 +176,9 @@ class AccessGuard:
             if not message.get("more_body", False):
                 break
         media = headers.get("content-type", "").partition(";")[0].strip().lower()
-        if size and media != "application/json":
-            return (415, "send the body as JSON, with Content-Type: application/json"), receive
+        if size and media != "application/json" and not (upload and media == MULTIPART):
+            return (415, "send the body as JSON, with Content-Type: application/json"
+                    + (f", or as {MULTIPART}" if upload else "")), receive
         return None, _replay(chunks, None, receive)
 
 

@@ -55,6 +55,7 @@ class Operation:
     replies: Mapping[int, Reply]
     body: type[BaseModel] | None = None
     query: tuple[Document, ...] = ()  # OpenAPI parameter objects
+    upload: str | None = None  # the body may also be multipart/form-data with this file field
 
 
 def error(description: str) -> Reply:
@@ -75,6 +76,7 @@ class Api:
     def __init__(self, guard: Callable[[Handler, bool], Handler]) -> None:
         self._guard = guard  # (handler, public): the handler behind the token, errors as JSON
         self.routes: list[BaseRoute] = []
+        self.uploads: set[str] = set()  # paths that also take multipart/form-data bodies
         self._operations: list[tuple[str, str, Operation]] = []
 
     def add(self, method: str, path: str, handler: Handler, operation: Operation, *,
@@ -82,13 +84,15 @@ class Api:
         """Serve ``handler`` behind the guard (the token unless ``public``, errors as JSON);
         a 401 is documented."""
         self.routes.append(Route(path, self._guard(handler, public), methods=[method]))
+        if operation.upload is not None:
+            self.uploads.add(path)
         replies = {**operation.replies, 403: FORBIDDEN}
         if not public:
             replies[401] = UNAUTHORIZED
         if method in ("POST", "PUT", "PATCH", "DELETE"):
             replies |= {413: TOO_LARGE, 415: NOT_JSON}
         self._operations.append((path, method, Operation(
-            operation.summary, replies, operation.body, operation.query)))
+            operation.summary, replies, operation.body, operation.query, operation.upload)))
 
     def websocket(self, path: str, handler: ASGIApp | Callable[..., Awaitable[None]],
                   operation: Operation) -> None:
@@ -109,6 +113,10 @@ class Api:
             if operation.body is not None:
                 item["requestBody"] = {"required": True, "content": {
                     "application/json": {"schema": _schema(operation.body, models)}}}
+            if operation.upload is not None:
+                item["requestBody"]["content"]["multipart/form-data"] = {"schema": {
+                    "type": "object", "required": [operation.upload], "properties": {
+                        operation.upload: {"type": "string", "contentMediaType": "image/*"}}}}
             item["responses"] = {str(status): _reply(reply, models)
                                  for status, reply in sorted(operation.replies.items())}
             paths.setdefault(path, {})[method.lower()] = item

@@ -148,6 +148,18 @@ def _number(label: str, status: int) -> int:
     return int(match[1])
 
 
+async def on_model_thread(engine: Engine, operation: Callable[[Gallery], T]) -> T:
+    """``operation`` run on the gallery in the model thread (503 when it does not run it)."""
+    # The event loop never touches the gallery: the model thread owns it.
+    if not engine.is_alive():
+        raise ApiError(503, "the model thread is not running")
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(engine.call(operation)),
+                                      CALL_TIMEOUT_S)
+    except TimeoutError:  # waiting, the operation is cancelled; running, it completes
+        raise ApiError(503, "the model thread did not answer in time") from None
+
+
 def _path_identity(request: Request) -> int:
     return _number(request.path_params["id"], 404)
 
@@ -216,14 +228,7 @@ class PersonsApi:
             IdentityRejected, Reject, conflict="no track on the camera is this person now"))
 
     async def _call(self, operation: Callable[[Gallery], T]) -> T:
-        # The event loop never touches the gallery: the model thread owns it.
-        if not self._engine.is_alive():
-            raise ApiError(503, "the model thread is not running")
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._engine.call(operation)),
-                                          CALL_TIMEOUT_S)
-        except TimeoutError:  # waiting, the operation is cancelled; running, it completes
-            raise ApiError(503, "the model thread did not answer in time") from None
+        return await on_model_thread(self._engine, operation)
 
     async def _on(self, identity: int, operation: Callable[[Gallery], T]) -> T:
         """``operation`` in the model thread, when ``identity`` is in the gallery (else 404)."""
