@@ -12,8 +12,10 @@ from stream.vision import models
 
 torch.set_num_threads(2)
 
-# Real servers on loopback, started by fixtures: a mosquitto broker and a GStreamer RTSP server.
-pytest_plugins = ["tests.fixtures.mosquitto", "tests.fixtures.rtsp", "tests.fixtures.disk"]
+# Real servers on loopback, started by fixtures: a mosquitto broker, a GStreamer RTSP server and
+# PostgreSQL with pgvector.
+pytest_plugins = ["tests.fixtures.mosquitto", "tests.fixtures.rtsp", "tests.fixtures.disk",
+                  "tests.fixtures.postgres"]
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Where galleries are kept: the :class:`~stream.storage.base.GalleryStore` protocol and its
-implementations (:mod:`stream.storage.sqlite`, the embedded default)."""
+implementations (:mod:`stream.storage.sqlite`, the embedded default, and
+:mod:`stream.storage.postgres`, one gallery shared by several nodes)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,41 @@ from stream.storage.sqlite import SQLiteStore
 if TYPE_CHECKING:
     from stream.identity.gallery import Gallery
 
-__all__ = ["GalleryStore", "open_gallery", "open_store"]
+__all__ = ["GalleryStore", "Location", "check_location", "is_url", "open_gallery", "open_store"]
+
+Location = Path | str | None  # a SQLite file, a postgresql:// URL, or None: in memory
 
 
-def open_store(path: Path | None, *, embedder: str, version: str, dim: int,
+def is_url(location: Location) -> bool:
+    """Whether ``location`` names a PostgreSQL gallery rather than a file."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(location: Location, *, embedder: str, version: str, dim: int,
                create: bool = True) -> GalleryStore:
-    """The gallery store at ``path`` (a SQLite file, created when missing unless ``create``
-    is false), or one in memory for ``None``."""
+    """The gallery store at ``location``: a PostgreSQL database for a ``postgresql://`` URL, a
+    SQLite file for a path, or one in memory for ``None``; created when missing unless
+    ``create`` is false."""
+    if is_url(location):
+        from stream.storage.postgres import PostgresStore  # psycopg: only for such a gallery
+
+        return PostgresStore(str(location), embedder=embedder, version=version, dim=dim,
+                             create=create)
+    path = None if location is None else Path(location)
     return SQLiteStore(path, embedder=embedder, version=version, dim=dim, create=create)
 
 
-def open_gallery(path: Path | None, *, dim: int, embedder: str, version: str) -> Gallery:
-    """The gallery in ``path`` (created when missing), or one in memory for ``None``."""
+def open_gallery(location: Location, *, dim: int, embedder: str, version: str) -> Gallery:
+    """The gallery at ``location`` (created when missing), or one in memory for ``None``."""
     from stream.identity.gallery import Gallery  # FAISS: only once a gallery is opened
 
-    return Gallery(open_store(path, embedder=embedder, version=version, dim=dim))
+    return Gallery(open_store(location, embedder=embedder, version=version, dim=dim))
+
+
+def check_location(location: Location) -> None:
+    """Refuse a gallery that cannot be used before anything slow is loaded: a PostgreSQL server
+    that cannot be reached or lacks pgvector (:class:`~stream.errors.GalleryError`)."""
+    if is_url(location):
+        from stream.storage.postgres import connect
+
+        connect(str(location)).close()

@@ -70,6 +70,22 @@ class IndexRows:
     qualities: FloatArray  # (N,)
 
 
+def exact_nearest(rows: IndexRows, vectors: FloatArray, k: int
+                  ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """:meth:`GalleryStore.nearest` by brute force over ``rows`` (a store without an index)."""
+    distances = np.full((len(vectors), k), np.inf, np.float32)
+    identities = np.full((len(vectors), k), -1, np.int64)
+    if len(rows.ids):
+        squared = (np.sum(vectors ** 2, axis=1)[:, None] - 2 * vectors @ rows.vectors.T
+                   + np.sum(rows.vectors ** 2, axis=1)[None])
+        all_distances = np.sqrt(np.maximum(squared, 0.0)).astype(np.float32)
+        order = np.argsort(all_distances, axis=1)[:, :k]
+        found = order.shape[1]
+        distances[:, :found] = np.take_along_axis(all_distances, order, axis=1)
+        identities[:, :found] = rows.identities[order]
+    return distances, identities
+
+
 @dataclass(frozen=True)
 class Changes:
     """What others committed after a token: the identities whose exemplars, marks, name or
@@ -123,6 +139,18 @@ class GalleryStore(Protocol):
 
     def change_token(self) -> int:
         """A token for "now", for :meth:`changes_since`."""
+        ...
+
+    def lock_creation(self) -> None:
+        """Inside a transaction: until it ends, no other store sharing the gallery creates an
+        identity (or changes one), and what they committed before is visible here; so a
+        creation that searches the store again first makes no second identity of one person."""
+        ...
+
+    def nearest(self, vectors: FloatArray, k: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """The ``k`` nearest exemplars of each of ``vectors`` (Q, D) in the store as committed
+        now: Euclidean distances (Q, k) ascending and their identities, ``inf`` and -1 where
+        there are fewer. What a cache that may be stale searches instead of itself."""
         ...
 
     # Identities

@@ -19,9 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from stream.errors import GalleryError, NotFoundError, StorageError
-from stream.storage.base import AppearanceRecord, Changes, Exemplar, IdentityRecord, IndexRows
+from stream.storage.base import (
+    AppearanceRecord,
+    Changes,
+    Exemplar,
+    IdentityRecord,
+    IndexRows,
+    exact_nearest,
+)
 from stream.types import FloatArray
 
 SCHEMA_VERSION = 1
@@ -220,6 +228,14 @@ class SQLiteStore:
     def change_token(self) -> int:
         """A token for "now", for :meth:`changes_since`."""
         return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+
+    def lock_creation(self) -> None:
+        """Nothing more to do: a transaction here holds the file's write lock (``BEGIN
+        IMMEDIATE``) from its start."""
+
+    def nearest(self, vectors: FloatArray, k: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """The ``k`` nearest exemplars as committed now, by brute force (see the protocol)."""
+        return exact_nearest(self.index_rows(), vectors, k)
 
     def changes_since(self, token: int) -> Changes:
         """The identities other stores changed after ``token`` (see the protocol)."""
