@@ -1,7 +1,10 @@
-"""The file report: ``report.json``, ``detections.jsonl``, ``persons/<id>.jpg`` and ``index.html``.
+"""The file report: ``report.json``, ``detections.jsonl``, ``persons/<id>.jpg``,
+``appearances/<appearance>.jpg`` and ``index.html``.
 
 ``report.json`` is written last and atomically: its presence marks a complete report, and a run
 that fails part-way removes the previous one instead of leaving it beside new, partial files.
+Schema ``facestream.report/1`` only gains fields; it changes name on a change that breaks
+readers.
 """
 
 from __future__ import annotations
@@ -39,25 +42,38 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class Appearance:
+    """One appearance of a person: its ID (as in the ``person.*`` events), its span on the
+    video's timeline and its best face."""
+
+    id: str
+    start_s: float
+    end_s: float
+    thumbnail: ImageArray
+    quality: float  # of the face (higher is better)
+
+
+@dataclass(frozen=True)
 class Person:
     """One person of the report."""
 
     id: str
-    appearances: list[tuple[float, float]]  # merged, sorted (start_s, end_s)
+    name: str | None
+    appearances: list[Appearance]  # sorted, none overlapping (see :func:`join_appearances`)
     detections: int
     thumbnail: ImageArray
 
     @property
     def first_seen_s(self) -> float:
-        return self.appearances[0][0]
+        return self.appearances[0].start_s
 
     @property
     def last_seen_s(self) -> float:
-        return self.appearances[-1][1]
+        return self.appearances[-1].end_s
 
     @property
     def total_visible_s(self) -> float:
-        return sum(end - start for start, end in self.appearances)
+        return sum(a.end_s - a.start_s for a in self.appearances)
 
 
 def merge_spans(spans: Iterable[tuple[float, float]], max_gap_s: float
@@ -70,6 +86,18 @@ def merge_spans(spans: Iterable[tuple[float, float]], max_gap_s: float
         else:
             merged.append((start, end))
     return merged
+
+
+def join_appearances(appearances: list[Appearance]) -> list[Appearance]:
+    """The appearances sorted, those that overlap or touch joined into one (under the earliest
+    one's ID, with the better face), so that no moment is counted twice."""
+    joined = []
+    for start, end in merge_spans(((a.start_s, a.end_s) for a in appearances), 0.0):
+        parts = [a for a in appearances if start <= a.start_s <= end]
+        first = min(parts, key=lambda a: (a.start_s, a.id))
+        best = max(parts, key=lambda a: a.quality)
+        joined.append(Appearance(first.id, start, end, best.thumbnail, best.quality))
+    return joined
 
 
 def prepare_output(out: Path) -> None:
@@ -91,7 +119,8 @@ def prepare_output(out: Path) -> None:
 def report_document(*, source: Path, duration_s: float, fps: float, frames_decoded: int,
                     frames_analyzed: int, embedder: tuple[str, str], persons: list[Person],
                     problems: list[str]) -> dict[str, Any]:
-    """The ``report.json`` document (persons ordered by first appearance)."""
+    """The ``report.json`` document (persons ordered by first appearance). A person's ``share``
+    is their time on screen over the video's duration."""
     ordered = sorted(persons, key=lambda p: (p.first_seen_s, p.id))
     return {
         "schema": SCHEMA,
@@ -105,11 +134,15 @@ def report_document(*, source: Path, duration_s: float, fps: float, frames_decod
         "embedder": {"name": embedder[0], "version": embedder[1]},
         "persons": [{
             "id": p.id,
+            "name": p.name,
             "first_seen_s": round(p.first_seen_s, 3),
             "last_seen_s": round(p.last_seen_s, 3),
             "total_visible_s": round(p.total_visible_s, 3),
-            "appearances": [{"start_s": round(s, 3), "end_s": round(e, 3)}
-                            for s, e in p.appearances],
+            "share": round(min(1.0, p.total_visible_s / duration_s) if duration_s > 0 else 0.0,
+                           4),
+            "appearances": [{"appearance": a.id, "start_s": round(a.start_s, 3),
+                             "end_s": round(a.end_s, 3),
+                             "thumbnail": f"appearances/{a.id}.jpg"} for a in p.appearances],
             "thumbnail": f"persons/{p.id}.jpg",
             "detections": p.detections,
         } for p in ordered],
@@ -120,15 +153,19 @@ def write_report(out: Path, document: dict[str, Any], detections: Iterable[Detec
                  persons: list[Person]) -> None:
     """Write every file of the report into ``out`` (prepared by :func:`prepare_output`)."""
     try:
-        persons_dir = out / "persons"
-        if persons_dir.exists():
-            shutil.rmtree(persons_dir)
-        persons_dir.mkdir()
+        persons_dir, appearances_dir = out / "persons", out / "appearances"
+        for directory in (persons_dir, appearances_dir):
+            if directory.exists():
+                shutil.rmtree(directory)
+            directory.mkdir()
         thumbnails = {}
         for person in persons:
             data = jpeg_bytes(person.thumbnail)
             (persons_dir / f"{person.id}.jpg").write_bytes(data)
             thumbnails[person.id] = data
+            for appearance in person.appearances:
+                (appearances_dir / f"{appearance.id}.jpg").write_bytes(
+                    jpeg_bytes(appearance.thumbnail))
         with (out / "detections.jsonl").open("w") as lines:
             for detection in detections:
                 lines.write(detection.to_json() + "\n")
@@ -152,7 +189,8 @@ def _clock(seconds: float) -> str:
 
 
 def render_html(document: dict[str, Any], thumbnails: dict[str, bytes]) -> str:
-    """A self-contained page: each person with thumbnail, ID, time on screen and a timeline."""
+    """A self-contained page: each person with thumbnail, name and ID, time on screen and a
+    timeline."""
     duration = max(float(document["duration_s"]), 1e-6)
     rows = []
     for person in document["persons"]:
@@ -162,13 +200,15 @@ def render_html(document: dict[str, Any], thumbnails: dict[str, bytes]) -> str:
             f' title="{_clock(a["start_s"])} – {_clock(a["end_s"])}"></span>'
             for a in person["appearances"])
         image = base64.b64encode(thumbnails.get(person["id"], b"")).decode()
-        pid = html.escape(person["id"])
+        who = html.escape(person["id"] if person["name"] is None
+                          else f'{person["name"]} ({person["id"]})')
         rows.append(
-            f'<li class="person"><img src="data:image/jpeg;base64,{image}" alt="face of {pid}">'
-            f'<div class="info"><h2>{pid}</h2><p>{_clock(person["total_visible_s"])} on screen'
+            f'<li class="person"><img src="data:image/jpeg;base64,{image}" alt="face of {who}">'
+            f'<div class="info"><h2>{who}</h2><p>{_clock(person["total_visible_s"])} on screen'
+            f' ({100 * person["share"]:.0f} % of the video)'
             f' in {_count(len(person["appearances"]), "appearance")}, first at'
             f' {_clock(person["first_seen_s"])}</p>'
-            f'<div class="timeline" role="img" aria-label="appearances of {pid}">{bars}</div>'
+            f'<div class="timeline" role="img" aria-label="appearances of {who}">{bars}</div>'
             f'</div></li>')
     warning = ""
     if document["problems"]:

@@ -19,9 +19,10 @@ from stream.identity.track import Track
 from stream.pipeline.lane import IdentityAssigner, Lane, LaneStep, identifying_lane
 from stream.pipeline.record import AppearanceRecorder
 from stream.report import (
+    Appearance,
     Detection,
     Person,
-    merge_spans,
+    join_appearances,
     prepare_output,
     report_document,
     write_report,
@@ -96,17 +97,20 @@ class _Faces:
 def persons(left: list[PersonLeft], faces: _Faces, *, half_step: float, duration: float
             ) -> list[Person]:
     """The report's people from the appearances that ended. A sampled frame stands for half a
-    sampling step either side of it, so each appearance is widened by that much."""
+    sampling step either side of it, so each appearance is widened by that much. A person's
+    name is the one their last appearance ended with."""
     counts = faces.counts()
     by_person: dict[str, list[PersonLeft]] = {}
     for event in left:
         by_person.setdefault(event.person, []).append(event)
     result = []
     for person, events in by_person.items():
-        spans = [(max(0.0, e.start_frame_time - half_step),
-                  min(duration, e.end_frame_time + half_step)) for e in events]
+        appearances = [Appearance(e.appearance, max(0.0, e.start_frame_time - half_step),
+                                  min(duration, e.end_frame_time + half_step), e.thumbnail,
+                                  e.quality) for e in events]
         best = max(events, key=lambda e: e.quality)
-        result.append(Person(person, merge_spans(spans, 0.0), counts[person], best.thumbnail))
+        result.append(Person(person, events[-1].name, join_appearances(appearances),
+                             counts[person], best.thumbnail))
     return result
 
 
