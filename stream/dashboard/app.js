@@ -35,7 +35,10 @@ function react(before, after, event) {
   if (after.seen === before.seen) return;  // not an event of the service, or a replayed one
   const id = event.person;
   if (type.startsWith("person.") && id) {
-    if (!(id in before.people)) refreshPeopleSoon(); else refreshPeopleThrottled();
+    // A name the event changed is checked with the gallery at once (a replayed event may be
+    // older than the name the page had).
+    const renamed = id in before.people && before.people[id].name !== after.people[id]?.name;
+    if (!(id in before.people) || renamed) refreshPeopleSoon(); else refreshPeopleThrottled();
     if (after.open === id && type !== "person.updated") reloadPerson();
   } else if (type.startsWith("identity.")) {
     refreshPeopleSoon();

@@ -7,6 +7,14 @@ export function displayName(state, id) {
   return person && person.name ? person.name : id;
 }
 
+/** "Ada (p3)", or "p3" while unnamed; `name` (what an event said) stands in for a person the
+ * gallery's list does not have yet. */
+export function labelOf(state, id, name = null) {
+  const person = state.people[id];
+  const known = person ? person.name : name;
+  return known ? `${known} (${id})` : id;
+}
+
 /** Epoch ms of the person's newest sighting: live events or the gallery, whichever is later. */
 export function lastSeenOf(state, id) {
   const live = state.lastSeen[id] ?? null;

@@ -99,7 +99,8 @@ function cameraStatus(state, event) {
 function sighting(state, event, key) {
   const id = event.person, camera = event.camera;
   const open = state.present[id] || {};
-  const entry = { key, type: event.type, person: id, camera };
+  const entry = { key, type: event.type, person: id, camera, name: event.name ?? null,
+                  appearance: event.appearance ?? null };
   let cameras, seen;
   if (event.type === "person.left") {
     const start = ms(event.start) ?? open[camera] ?? null, end = ms(event.end);
@@ -119,10 +120,19 @@ function sighting(state, event, key) {
   }
   return {
     ...state,
+    // The name as the service knows it now: a rename this page did not hear (made by another
+    // process) reaches the people with the person's next event.
+    people: "name" in event ? named(state.people, id, entry.name) : state.people,
     present: { ...state.present, [id]: cameras },
     lastSeen: { ...state.lastSeen, [id]: later(state.lastSeen[id], seen) },
     feed: addEntry(state.feed, entry),
   };
+}
+
+/** `people` with `id` named `name` (the same object when nothing changes). */
+function named(people, id, name) {
+  if (!(id in people) || people[id].name === name) return people;
+  return { ...people, [id]: { ...people[id], name } };
 }
 
 function identityChange(state, event, key) {
@@ -133,9 +143,7 @@ function identityChange(state, event, key) {
   switch (event.type) {
     case "identity.renamed":
       entry.name = event.name ?? null;
-      if (id in state.people) {
-        next = { ...state, people: { ...state.people, [id]: { ...state.people[id], name: entry.name } } };
-      }
+      next = { ...state, people: named(state.people, id, entry.name) };
       break;
     case "identity.merged":
       entry.merged = event.merged;

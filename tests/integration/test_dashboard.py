@@ -108,6 +108,9 @@ def test_dashboard(demo_video: tuple[Path, GroundTruth], browser: Browser,
         renamed = phone.locator(f'#feed .event[data-type="identity.renamed"]'
                                 f'[data-event-person="{person}"]')
         expect(renamed.first).to_contain_text(f"renamed “{NEW_NAME}”", timeout=10_000)
+        # The feed names people beside their ID, in the rows before the rename too.
+        expect(phone.locator(f'#feed .event[data-event-person="{person}"] .who').last
+               ).to_have_text(f"{NEW_NAME} ({person})", timeout=10_000)
         expect(laptop.locator("#person-title")).to_contain_text(NEW_NAME, timeout=10_000)
         laptop.screenshot(path=str(tmp_path / "person.png"))
         laptop.keyboard.press("Escape")

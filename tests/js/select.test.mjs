@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { describe, displayName, lastSeenOf, matchesFilter, orderedPeople, presentOn }
+import { describe, displayName, labelOf, lastSeenOf, matchesFilter, orderedPeople, presentOn }
   from "../../stream/dashboard/select.js";
 import { apply, initialState } from "../../stream/dashboard/store.js";
 import { stamped } from "./helpers.mjs";
@@ -57,4 +57,12 @@ test("each kind of feed entry says what happened", () => {
   assert.equal(describe({ type: "identity.deleted", forgotten: true }), "was forgotten");
   assert.equal(describe({ type: "identity.deleted", forgotten: false }), "was removed");
   assert.equal(describe({ type: "identity.created" }), "was enrolled");
+});
+
+test("labels put the name beside the ID; an event's name stands in for someone not listed", () => {
+  assert.equal(labelOf(state, "p2"), "Ada (p2)");
+  assert.equal(labelOf(state, "p3"), "p3");
+  assert.equal(labelOf(state, "p3", "Eve"), "p3", "the list knows p3 is unnamed");
+  assert.equal(labelOf(state, "p99", "Eve"), "Eve (p99)");
+  assert.equal(labelOf(state, "p99"), "p99");
 });

@@ -224,3 +224,35 @@ test("the feed is in the order of the times it shows: a left row goes below late
     ["person.appeared", "p2", Date.parse(T8)], ["person.left", "p1", Date.parse(T5)],
     ["person.appeared", "p1", Date.parse(T0)]]);
 });
+
+test("person events keep their name and appearance in the feed, and renames reach the people", () => {
+  let state = run([persons(summary("p1"), summary("p2", { name: "Bo" })),
+                   appeared("p1", "cam1", T0, { name: null, appearance: "cam1-a" })]);
+  assert.equal(state.feed[0].name, null);
+  assert.equal(state.feed[0].appearance, "cam1-a");
+  const before = state.people;
+  // Renamed by another process: the page hears no identity.renamed, only the next sighting.
+  state = run([stamped({ type: "person.updated", person: "p1", camera: "cam1", name: "Ada",
+                         appearance: "cam1-a", captured_at: T5 }, T5)], state);
+  assert.equal(state.people.p1.name, "Ada");
+  assert.deepEqual(state.people.p2, before.p2);
+  assert.equal(state.feed[0].name, "Ada");
+  assert.equal(state.feed[0].appearance, "cam1-a");
+  state = run([left("p1", "cam1", T0, T12, { name: null, appearance: "cam1-a" })], state);
+  assert.equal(state.people.p1.name, null, "the name taken away");
+  assert.deepEqual(state.feed.map((e) => e.appearance), ["cam1-a", "cam1-a", "cam1-a"]);
+});
+
+test("a sighting that says the name the page has leaves the people as they were", () => {
+  const state = run([persons(summary("p2", { name: "Bo" }))]);
+  const after = run([appeared("p2", "cam1", T0, { name: "Bo" }),
+                     appeared("p9", "cam1", T0, { name: "Cy" })], state);
+  assert.equal(after.people, state.people, "the same object: nothing to render");
+  assert.equal(after.feed[0].name, "Cy", "someone the list does not have yet keeps theirs");
+});
+
+test("an event of an older service (no name field) leaves the name alone", () => {
+  const state = run([persons(summary("p1", { name: "Ada" })), appeared("p1", "cam1", T0)]);
+  assert.equal(state.people.p1.name, "Ada");
+  assert.equal(state.feed[0].name, null);
+});

@@ -2,7 +2,7 @@
 import { thumbnailUrl } from "../api.js";
 import { el } from "../dom.js";
 import { fmtTime } from "../format.js";
-import { describe, displayName, matchesFilter } from "../select.js";
+import { describe, labelOf, matchesFilter } from "../select.js";
 
 function item(state, entry) {
   const id = entry.person;
@@ -37,7 +37,7 @@ export function renderFeed(state) {
       node = undefined;
     }
     node ||= item(state, entry);
-    node.querySelector(".who").textContent = displayName(state, entry.person);
+    node.querySelector(".who").textContent = labelOf(state, entry.person, entry.name);
     node.hidden = !matchesFilter(entry, state.filter);
     const expected = previous ? previous.nextElementSibling : feed.firstElementChild;
     if (expected !== node) {
