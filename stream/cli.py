@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "another address needs a token, or --allow-open)")
     run.add_argument("--allow-open", action="store_true", default=None,
                      help="listen on a non-loopback --host without a token (anyone who can "
+    run.add_argument("--node", help="this process's name in events and MQTT topics (default: "
+                     "the host name)")
                      "reach it sees the faces and changes the gallery)")
     run.add_argument("--port", type=int, help="HTTP port (default 8080; 0: any free port)")
     run.add_argument("--sample-fps", type=_positive_float,
@@ -347,6 +349,8 @@ def _with_options(document: dict[str, Any], args: argparse.Namespace) -> dict[st
     return document
 
 
+    if args.node is not None:
+        document["node"] = args.node
 def _validated(model: type[Settings], document: dict[str, Any]) -> Settings:
     """The settings ``model`` of ``document``, or one line naming each bad value."""
     try:

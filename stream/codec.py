@@ -47,14 +47,19 @@ _FIELDS = {kind: _fields(kind) for kind in EVENT_TYPES}  # name and wire form of
 
 
 class EventEncoder:
-    """Turns events into JSON documents; ``thumbnail_px`` is the side of thumbnails."""
+    """Turns events into JSON documents; ``thumbnail_px`` is the side of thumbnails, ``node``
+    names the process that made them (the ``node:`` setting of ``facestream run``)."""
 
-    def __init__(self, thumbnail_px: int = 96) -> None:
+    def __init__(self, thumbnail_px: int = 96, *, node: str | None = None) -> None:
         self.thumbnail_px = thumbnail_px
+        self.node = node
 
     def document(self, event: Event) -> Document:
-        """``event`` as a JSON-ready dict: ``schema``, ``seq`` (when stamped), ``type``, fields."""
+        """``event`` as a JSON-ready dict: ``schema``, ``node`` (when named), ``seq`` (when
+        stamped), ``type``, fields."""
         document: Document = {"schema": EVENT_SCHEMA}
+        if self.node is not None:
+            document["node"] = self.node
         if event.seq:
             document["seq"] = event.seq
         document["type"] = event.kind
@@ -110,6 +115,8 @@ def event_schemas() -> dict[str, Document]:
     for kind in EVENT_TYPES:
         hints = typing.get_type_hints(kind, include_extras=True)
         properties: Document = {"schema": {"const": EVENT_SCHEMA},
+                                "node": {"type": "string", "description": "the process that "
+                                         "made the event (`node:` of `facestream run`)"},
                                 "type": {"const": kind.kind}}
         required = ["schema", "type"]
         for field in dataclasses.fields(kind):

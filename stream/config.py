@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import socket
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Self, Union, get_args, get_origin
@@ -31,6 +32,7 @@ from stream.retry import Backoff
 from stream.vision.embedders import EMBEDDERS, OFFLINE, PREFERRED
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 
@@ -280,17 +282,34 @@ class MqttSettings(_Retrying):
     username: str | None = None
     password: SecretStr | None = None
     qos: Literal[0, 1, 2] = Field(1, description="QoS of every message")
-    topic_prefix: str = Field("facestream", pattern=r"^[^#+]+$", description="topics: "
-                              "<prefix>/<camera>/events, <prefix>/persons/<id>, <prefix>/status")
+    topic_prefix: str = Field("facestream", pattern=r"^[^#+]+$", description="the first level "
+                              "of every topic (see stream.service.sinks.mqtt)")
+    gallery_name: str | None = Field(None, description="names the gallery in "
+                                     "<prefix>/<gallery>/persons/<id>; null: the gallery's own "
+                                     "ID")
+    discovery: bool = Field(False, description="publish Home Assistant MQTT discovery configs")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$",
+                                  description="Home Assistant's discovery prefix")
+    snapshots: bool = Field(False, description="publish the best face of each appearance as "
+                            "JPEG on <prefix>/<camera>/<id>/snapshot")
+    snapshot_retain: bool = Field(False, description="retain the snapshots")
     keepalive_s: int = Field(30, ge=5, le=3600)
     tls: TlsSettings | None = Field(None, description="TLS settings (implied by mqtts://)")
     queue: int = Field(1000, ge=1, le=1000000, description="events buffered while the broker "
                        "is away; the oldest are dropped beyond this")
 
-    @field_validator("username", "password", mode="before")
+    @field_validator("username", "password", "gallery_name", mode="before")
     @classmethod
     def _credentials(cls, value: object) -> object:
         return _none_if_empty(value)
+
+    @field_validator("gallery_name")
+    @classmethod
+    def _gallery_name(cls, value: str | None) -> str | None:
+        if value is not None and not CAMERA_NAME.match(value):
+            raise ValueError(f"gallery name {value!r} may only hold letters, digits, _ and - "
+                             "(1 to 64 of them)")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -328,6 +347,11 @@ class AnalyzeConfig(_Strict):
                                             "long as the run")
 
 
+def default_node() -> str:
+    """This machine's host name as a node name (a character a node name cannot hold becomes -)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "facestream"
+
+
 class ServiceConfig(_Strict):
     """Everything ``facestream run`` needs."""
 
@@ -339,6 +363,16 @@ class ServiceConfig(_Strict):
     mqtt: MqttSettings | None = Field(None, description="null: no MQTT")
     gallery: GallerySettings | None = Field(None, description="null: identities live only as "
                                             "long as the process")
+    node: str = Field(default_factory=default_node, description="this process's name in "
+                      "every event and in <prefix>/status/<node>; default: the host name")
+
+    @field_validator("node")
+    @classmethod
+    def _node(cls, value: str) -> str:
+        if not NODE_NAME.match(value):
+            raise ValueError(f"node name {value!r} may only hold letters, digits, _, - and . "
+                             "(1 to 64 of them)")
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> ServiceConfig:

@@ -94,7 +94,8 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     started = time.monotonic()
     listener = listener or listen(config.server.host, config.server.port)
     metrics = Metrics()
-    bus = EventBus(config.events.replay, encoder=EventEncoder(config.events.thumbnail_px),
+    bus = EventBus(config.events.replay,
+                   encoder=EventEncoder(config.events.thumbnail_px, node=config.node),
                    metrics=metrics)
     metrics.watch_queues(bus.depths)
 
@@ -169,7 +170,7 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
             tasks = await stack.enter_async_context(asyncio.TaskGroup())
             port = await stack.enter_async_context(http_server(tasks))
             stack.push_async_callback(flush_events_socket)
-            for sink in build_sinks(config, metrics):
+            for sink in build_sinks(config, metrics, gallery):
                 # Subscribed before anything is published, so the sink misses nothing.
                 subscription = bus.subscribe(sink.queue, consumer=sink.consumer)
                 await stack.enter_async_context(sink)

@@ -107,6 +107,12 @@ class GalleryStore(Protocol):
         ...
 
     @property
+    def gallery_id(self) -> str:
+        """The gallery's own ID (a uuid made with it, kept with it: every store of this gallery
+        gives the same, another gallery another), naming it where galleries meet (MQTT)."""
+        ...
+
+    @property
     def dim(self) -> int:
         """The dimension of the exemplar vectors."""
         ...

@@ -131,7 +131,8 @@ class SQLiteStore:
             with self.transaction():
                 self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
                     ("schema", str(SCHEMA_VERSION)), ("embedder", embedder),
-                    ("embedder_version", version), ("dim", str(dim))])
+                    ("embedder_version", version), ("dim", str(dim)),
+                    ("gallery_id", uuid.uuid4().hex)])
             return
         if int(meta.get("schema", "0")) > SCHEMA_VERSION:
             raise GalleryError(f"the gallery {self.location} was written by a newer facestream "
@@ -142,11 +143,21 @@ class SQLiteStore:
                 f"({meta.get('embedder_version')}), not {embedder} ({version}); run with "
                 f"--embedder {meta.get('embedder')}, or convert it with `facestream gallery "
                 f"{self.location} reembed --embedder {embedder}`")
+        if "gallery_id" not in meta:  # made by an older facestream
+            with self.transaction():
+                self._db.execute("INSERT INTO meta VALUES ('gallery_id', ?)",
+                                 (uuid.uuid4().hex,))
 
     @property
     def location(self) -> str:
         """The file's path (``:memory:`` for a gallery in memory)."""
         return ":memory:" if self.path is None else str(self.path)
+
+    @property
+    def gallery_id(self) -> str:
+        """The uuid made with the file (or the memory gallery), in its ``meta`` table."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'gallery_id'").fetchone()
+        return str(row[0])
 
     @property
     def dim(self) -> int:

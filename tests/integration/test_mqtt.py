@@ -27,6 +27,7 @@ from stream.config import MqttSettings
 from stream.imaging import square_jpeg
 from stream.service.bus import EventBus
 from stream.service.sinks.mqtt import MqttSink
+from stream.storage.sqlite import SQLiteStore
 from stream.types import (
     CameraStatusChanged,
     Event,
@@ -54,32 +55,45 @@ def base64_jpeg(face: ImageArray) -> str:
 THUMBNAIL = base64_jpeg(FACE)
 
 
+NODE = "node-1"
+GALLERY = "g1"
+
+
 def settings(broker: Broker, **overrides: Any) -> MqttSettings:
     return MqttSettings.model_validate({"url": broker.url, "client_id": "facestream-test",
                                         "topic_prefix": "fs", "keepalive_s": 5, **FAST,
                                         **overrides})
 
 
-def appeared(person: str, camera: str = "front") -> PersonAppeared:
+def new_sink(mqtt: MqttSettings, **options: Any) -> MqttSink:
+    """A sink of node ``NODE`` and gallery ``GALLERY``, unless ``options`` say otherwise."""
+    return MqttSink(mqtt, **{"node": NODE, "gallery": GALLERY, **options})
+
+
+def appeared(person: str, camera: str = "front", name: str | None = None) -> PersonAppeared:
     now = time.time()
-    return PersonAppeared(camera=camera, person=person, new=True, frame_time=1.0,
-                          captured_at=now, time=now, box=(10.0, 20.0, 50.0, 80.0), score=0.93,
-                          thumbnail=FACE, latency_ms=41.5)
+    return PersonAppeared(camera=camera, person=person, name=name, appearance=f"{camera}-1",
+                          new=True, frame_time=1.0, captured_at=now, time=now,
+                          box=(10.0, 20.0, 50.0, 80.0), score=0.93, distance=None,
+                          confidence=None, thumbnail=FACE, latency_ms=41.5)
 
 
-def updated(person: str, camera: str = "front",
-            thumbnail: ImageArray | None = None) -> PersonUpdated:
+def updated(person: str, camera: str = "front", thumbnail: ImageArray | None = None,
+            name: str | None = None) -> PersonUpdated:
     now = time.time()
-    return PersonUpdated(camera=camera, person=person, frame_time=2.0, captured_at=now,
-                         time=now, box=(12.0, 21.0, 52.0, 81.0), score=0.95, thumbnail=thumbnail,
-                         latency_ms=38.0)
+    return PersonUpdated(camera=camera, person=person, name=name, appearance=f"{camera}-1",
+                         frame_time=2.0, captured_at=now, time=now,
+                         box=(12.0, 21.0, 52.0, 81.0), score=0.95, distance=0.31,
+                         confidence=0.48, thumbnail=thumbnail, latency_ms=38.0)
 
 
-def left(person: str, camera: str = "front", thumbnail: ImageArray = FACE) -> PersonLeft:
+def left(person: str, camera: str = "front", thumbnail: ImageArray = FACE,
+         name: str | None = None) -> PersonLeft:
     now = time.time()
-    return PersonLeft(camera=camera, person=person, start=now - 5, end=now - 3, duration_s=2.0,
-                      start_frame_time=1.0, end_frame_time=3.0, thumbnail=thumbnail,
-                      quality=1.4, time=now)
+    return PersonLeft(camera=camera, person=person, name=name, appearance=f"{camera}-1",
+                      start=now - 5, end=now - 3, duration_s=2.0, start_frame_time=1.0,
+                      end_frame_time=3.0, thumbnail=thumbnail, quality=1.4, distance=None,
+                      confidence=None, time=now)
 
 
 def camera_status(camera: str, status: str) -> CameraStatusChanged:
@@ -116,10 +130,10 @@ def records(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[log
 def test_events_and_retained_person_states(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttSink(settings(mosquitto))
+        publisher = new_sink(settings(mosquitto))
         with Subscriber(mosquitto, "fs/#") as live:
             task = start(publisher, bus)
-            await live.wait_for_async(on_topic("fs/status", "online"))
+            await live.wait_for_async(on_topic("fs/status/node-1", "online"))
             assert publisher.connected
             sent: list[PersonAppeared | PersonUpdated | CameraStatusChanged] = [
                 bus.publish(appeared("p1")), bus.publish(updated("p1")),
@@ -129,13 +143,14 @@ def test_events_and_retained_person_states(mosquitto: Broker) -> None:
                     on_topic(f"fs/{event.camera}/events", seq=event.seq))
                 assert message.json() == wire(event)
                 assert not message.retain
-            await live.wait_for_async(on_topic("fs/persons/p1", seq=sent[1].seq))
+            await live.wait_for_async(on_topic("fs/g1/persons/p1", seq=sent[1].seq))
 
             with Subscriber(mosquitto, "fs/#") as late:
-                state = await late.wait_for_async(on_topic("fs/persons/p1"))
-                status = await late.wait_for_async(on_topic("fs/status"))
+                state = await late.wait_for_async(on_topic("fs/g1/persons/p1"))
+                status = await late.wait_for_async(on_topic("fs/status/node-1"))
             assert state.retain
-            assert state.json() == {"person": "p1", "present": True, "camera": "front",
+            assert state.json() == {"person": "p1", "name": None, "present": True,
+                                    "camera": "front", "appearance": "front-1",
                                     "last_event": "person.updated",
                                     "last_seen": wire(sent[1])["time"],
                                     "thumbnail": THUMBNAIL, "seq": sent[1].seq}
@@ -143,11 +158,12 @@ def test_events_and_retained_person_states(mosquitto: Broker) -> None:
             assert status.text == "online"
 
             gone = bus.publish(left("p1"))
-            await live.wait_for_async(on_topic("fs/persons/p1", seq=gone.seq))
-            with Subscriber(mosquitto, "fs/persons/#") as late:
-                state = await late.wait_for_async(on_topic("fs/persons/p1"))
+            await live.wait_for_async(on_topic("fs/g1/persons/p1", seq=gone.seq))
+            with Subscriber(mosquitto, "fs/g1/persons/#") as late:
+                state = await late.wait_for_async(on_topic("fs/g1/persons/p1"))
             assert state.retain
-            assert state.json() == {"person": "p1", "present": False, "camera": "front",
+            assert state.json() == {"person": "p1", "name": None, "present": False,
+                                    "camera": "front", "appearance": "front-1",
                                     "last_event": "person.left", "last_seen": wire(gone)["end"],
                                     "thumbnail": THUMBNAIL, "seq": gone.seq}
             assert publisher.reconnects == 0
@@ -166,7 +182,7 @@ from stream.service.sinks.mqtt import MqttSink
 settings = MqttSettings(url=sys.argv[1], client_id="killed", topic_prefix="fs", keepalive_s=5)
 
 async def main():
-    async with MqttSink(settings) as sink:
+    async with MqttSink(settings, node="node-1", gallery="g1") as sink:
         await sink.run(EventBus().subscribe(sink.queue, consumer=sink.consumer))
 
 asyncio.run(main())
@@ -174,20 +190,20 @@ asyncio.run(main())
 
 
 def test_last_will_marks_a_killed_publisher_offline(mosquitto: Broker) -> None:
-    with Subscriber(mosquitto, "fs/status") as live:
+    with Subscriber(mosquitto, "fs/status/node-1") as live:
         process = subprocess.Popen([sys.executable, "-c", PUBLISHER_SCRIPT, mosquitto.url],
                                    cwd=REPO)
         try:
-            live.wait_for(on_topic("fs/status", "online"), timeout_s=10.0)
+            live.wait_for(on_topic("fs/status/node-1", "online"), timeout_s=10.0)
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=10)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        live.wait_for(on_topic("fs/status", "offline"))
-    with Subscriber(mosquitto, "fs/status") as late:
-        status = late.wait_for(on_topic("fs/status"))
+        live.wait_for(on_topic("fs/status/node-1", "offline"))
+    with Subscriber(mosquitto, "fs/status/node-1") as late:
+        status = late.wait_for(on_topic("fs/status/node-1"))
     assert (status.text, status.retain) == ("offline", True)
 
 
@@ -195,24 +211,24 @@ def test_close_sends_queued_events_then_offline(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
         with Subscriber(mosquitto, "fs/#") as live:
-            async with MqttSink(settings(mosquitto)) as publisher:
+            async with new_sink(settings(mosquitto)) as publisher:
                 task = start(publisher, bus)
-                await live.wait_for_async(on_topic("fs/status", "online"))
+                await live.wait_for_async(on_topic("fs/status/node-1", "online"))
                 # Queued but not yet sent when the sink is left: leaving must send them first.
                 queued = [bus.publish(appeared(f"p{n}", camera="door")) for n in range(5)]
             await asyncio.wait_for(task, 1.0)  # run() returns once the sink is left
             assert not publisher.connected
-            offline = await live.wait_for_async(on_topic("fs/status", "offline"))
+            offline = await live.wait_for_async(on_topic("fs/status/node-1", "offline"))
             order = live.messages.index(offline)
             for event in queued:
                 message = await live.wait_for_async(on_topic("fs/door/events", seq=event.seq))
                 assert live.messages.index(message) < order
             bus.publish(appeared("p9", camera="door"))  # after close: not sent
         with Subscriber(mosquitto, "fs/#") as late:
-            status = await late.wait_for_async(on_topic("fs/status"))
+            status = await late.wait_for_async(on_topic("fs/status/node-1"))
             assert (status.text, status.retain) == ("offline", True)
-            await late.wait_for_async(on_topic("fs/persons/p4"))
-            assert not late.matching(on_topic("fs/persons/p9"))
+            await late.wait_for_async(on_topic("fs/g1/persons/p4"))
+            assert not late.matching(on_topic("fs/g1/persons/p9"))
 
     run(scenario())
 
@@ -223,13 +239,13 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
 
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttSink(settings(mosquitto))
+        publisher = new_sink(settings(mosquitto))
         with Subscriber(mosquitto, "fs/#") as live:
             task = start(publisher, bus)
-            await live.wait_for_async(on_topic("fs/status", "online"))
+            await live.wait_for_async(on_topic("fs/status/node-1", "online"))
             quiet = bus.publish(appeared("p0", camera="back"))
             before = bus.publish(appeared("p1"))
-            await live.wait_for_async(on_topic("fs/persons/p1", seq=before.seq))
+            await live.wait_for_async(on_topic("fs/g1/persons/p1", seq=before.seq))
 
         mosquitto.stop()
         # Published before the publisher can notice the broker is gone: it is taken from the
@@ -247,15 +263,15 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
                 assert message.json() == wire(event)
             later = bus.publish(left("p1", thumbnail=OTHER_FACE))
             await after.wait_for_async(on_topic("fs/front/events", seq=later.seq))
-            await after.wait_for_async(on_topic("fs/persons/p1", seq=later.seq))
+            await after.wait_for_async(on_topic("fs/g1/persons/p1", seq=later.seq))
         assert publisher.connected
         assert publisher.reconnects == 1
 
         # The restarted broker kept nothing; the publisher gave it back every person's state.
         with Subscriber(mosquitto, "fs/#") as late:
-            p0 = await late.wait_for_async(on_topic("fs/persons/p0"))
-            p1 = await late.wait_for_async(on_topic("fs/persons/p1"))
-            status = await late.wait_for_async(on_topic("fs/status"))
+            p0 = await late.wait_for_async(on_topic("fs/g1/persons/p0"))
+            p1 = await late.wait_for_async(on_topic("fs/g1/persons/p1"))
+            status = await late.wait_for_async(on_topic("fs/status/node-1"))
         assert p0.retain
         assert p0.json()["seq"] == quiet.seq
         assert p0.json()["present"] is True
@@ -274,7 +290,7 @@ def test_broker_restart_loses_nothing(mosquitto: Broker,
 def test_a_full_queue_drops_the_oldest_and_says_so(mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttSink(settings(mosquitto, queue=3))
+        publisher = new_sink(settings(mosquitto, queue=3))
         mosquitto.stop()
         task = start(publisher, bus)
         assert len(bus.subscriptions) == 1
@@ -302,7 +318,7 @@ def test_password_protected_broker(mosquitto_factory: BrokerFactory,
 
     async def scenario() -> None:
         bus = EventBus()
-        wrong = MqttSink(settings(broker, client_id="wrong", topic_prefix="wrong",
+        wrong = new_sink(settings(broker, client_id="wrong", topic_prefix="wrong",
                                   username="camera-hub", password="guess"))
         task = start(wrong, bus)
         await until(lambda: len(records(caplog, logging.DEBUG, "failed")) >= 3,
@@ -314,22 +330,22 @@ def test_password_protected_broker(mosquitto_factory: BrokerFactory,
         await wrong.close()
         await task
 
-        right = MqttSink(settings(broker, client_id="right", topic_prefix="right",
+        right = new_sink(settings(broker, client_id="right", topic_prefix="right",
                                   username="camera-hub", password="s3cret"))
         with Subscriber(broker, "#", username="camera-hub", password="s3cret") as live:
             task = start(right, bus)
-            await live.wait_for_async(on_topic("right/status", "online"))
+            await live.wait_for_async(on_topic("right/status/node-1", "online"))
             assert right.connected
             event = bus.publish(appeared("p1"))
             await live.wait_for_async(on_topic("right/front/events", seq=event.seq))
-            assert not live.matching(on_topic("wrong/status", "online"))
+            assert not live.matching(on_topic("wrong/status/node-1", "online"))
             await right.close()
             await task
 
     run(scenario())
 
 
-def retained(broker: Broker, topic: str = "fs/persons/#") -> dict[str, bytes]:
+def retained(broker: Broker, topic: str = "fs/g1/persons/#") -> dict[str, bytes]:
     """The retained messages a new subscriber of ``topic`` gets now (topic -> payload)."""
     with Subscriber(broker, topic) as late:
         time.sleep(0.5)  # retained messages come right after the subscription
@@ -340,31 +356,31 @@ def test_removed_people_are_cleared_from_the_broker_and_never_published_again(
         mosquitto: Broker) -> None:
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttSink(settings(mosquitto))
+        publisher = new_sink(settings(mosquitto))
         with Subscriber(mosquitto, "fs/#") as live:
             task = start(publisher, bus)
-            await live.wait_for_async(on_topic("fs/status", "online"))
+            await live.wait_for_async(on_topic("fs/status/node-1", "online"))
             for person in ("p1", "p2", "p3"):
                 last = bus.publish(appeared(person))
-            await live.wait_for_async(on_topic("fs/persons/p3", seq=last.seq))
-            assert set(retained(mosquitto)) == {"fs/persons/p1", "fs/persons/p2",
-                                                "fs/persons/p3"}
+            await live.wait_for_async(on_topic("fs/g1/persons/p3", seq=last.seq))
+            assert set(retained(mosquitto)) == {"fs/g1/persons/p1", "fs/g1/persons/p2",
+                                                "fs/g1/persons/p3"}
             # A person.left still queued when the person is forgotten is sent, in order, but
             # their state is not kept.
             bus.publish(left("p2"))
             bus.publish(IdentityDeleted(person="p2", forgotten=True, time=time.time()))
             merged = bus.publish(IdentityMerged(person="p1", merged="p3", time=time.time()))
             await live.wait_for_async(on_topic("fs/events", seq=merged.seq))
-            await live.wait_for_async(lambda m: m.topic == "fs/persons/p3" and not m.payload)
-            assert set(retained(mosquitto)) == {"fs/persons/p1"}
+            await live.wait_for_async(lambda m: m.topic == "fs/g1/persons/p3" and not m.payload)
+            assert set(retained(mosquitto)) == {"fs/g1/persons/p1"}
 
             mosquitto.stop()
             await until(lambda: not publisher.connected, "the publisher notices")
             mosquitto.start()
             await until(lambda: publisher.connected, "the publisher reconnects")
             later = bus.publish(updated("p1"))
-            await live.wait_for_async(on_topic("fs/persons/p1", seq=later.seq), 10)
-        assert set(retained(mosquitto)) == {"fs/persons/p1"}
+            await live.wait_for_async(on_topic("fs/g1/persons/p1", seq=later.seq), 10)
+        assert set(retained(mosquitto)) == {"fs/g1/persons/p1"}
         await publisher.close()
         await task
 
@@ -377,24 +393,72 @@ def test_people_a_crashed_run_left_present_are_marked_absent(mosquitto: Broker) 
     gone = {**stale, "person": "p8", "present": False, "seq": 13}
     with Subscriber(mosquitto, "fs/#") as crashed:  # what the crashed run left on the broker
         for state in (stale, gone):
-            crashed._client.publish(f"fs/persons/{state['person']}", json.dumps(state), qos=1,
+            crashed._client.publish(f"fs/g1/persons/{state['person']}", json.dumps(state), qos=1,
                                     retain=True).wait_for_publish(5)
 
     async def scenario() -> None:
         bus = EventBus()
-        publisher = MqttSink(settings(mosquitto))
-        with Subscriber(mosquitto, "fs/persons/#") as live:
+        publisher = new_sink(settings(mosquitto))
+        with Subscriber(mosquitto, "fs/g1/persons/#") as live:
             task = start(publisher, bus)
             corrected = await live.wait_for_async(
-                lambda m: m.topic == "fs/persons/p7" and not m.retain and b"false" in m.payload)
+                lambda m: m.topic == "fs/g1/persons/p7" and not m.retain and b"false" in m.payload)
             assert json.loads(corrected.payload) == {**stale, "present": False}
             fresh = bus.publish(appeared("p9"))
-            await live.wait_for_async(on_topic("fs/persons/p9", seq=fresh.seq))
+            await live.wait_for_async(on_topic("fs/g1/persons/p9", seq=fresh.seq))
         states = {topic: json.loads(payload) for topic, payload in retained(mosquitto).items()}
-        assert states["fs/persons/p7"] == {**stale, "present": False}
-        assert states["fs/persons/p8"] == gone  # untouched
-        assert states["fs/persons/p9"]["present"] is True
+        assert states["fs/g1/persons/p7"] == {**stale, "present": False}
+        assert states["fs/g1/persons/p8"] == gone  # untouched
+        assert states["fs/g1/persons/p9"]["present"] is True
         await publisher.close()
         await task
+
+    run(scenario())
+
+
+def test_two_galleries_on_one_broker_keep_their_own_person_states(
+        mosquitto: Broker, tmp_path: Path) -> None:
+    def gallery_id(path: Path) -> str:
+        store = SQLiteStore(path, embedder="dlib-resnet", version="1", dim=4)
+        try:
+            return store.gallery_id
+        finally:
+            store.close()
+
+    home, office = gallery_id(tmp_path / "home.db"), gallery_id(tmp_path / "office.db")
+    assert home != office
+    assert gallery_id(tmp_path / "home.db") == home  # kept in the file
+
+    async def scenario() -> None:
+        buses = [EventBus(encoder=EventEncoder(node=node)) for node in ("node-1", "node-2")]
+        sinks = [new_sink(settings(mosquitto, client_id="home"), gallery=home),
+                 new_sink(settings(mosquitto, client_id="office"), node="node-2",
+                          gallery=office),
+                 new_sink(settings(mosquitto, client_id="named", gallery_name="shop"),
+                          node="node-3", gallery=office)]
+        with Subscriber(mosquitto, "fs/#") as live:
+            tasks = [start(sink, bus)
+                     for sink, bus in zip(sinks, [*buses, EventBus()], strict=True)]
+            for node in ("node-1", "node-2", "node-3"):
+                await live.wait_for_async(on_topic(f"fs/status/{node}", "online"))
+            at_home = buses[0].publish(appeared("p1", camera="hall", name="Ada"))
+            at_office = buses[1].publish(appeared("p1", camera="desk", name="Bo"))
+            message = await live.wait_for_async(on_topic("fs/hall/events", seq=at_home.seq))
+            assert message.json() == {**wire(at_home), "node": "node-1"}
+            message = await live.wait_for_async(on_topic("fs/desk/events", seq=at_office.seq))
+            assert message.json()["node"] == "node-2"
+            await live.wait_for_async(on_topic(f"fs/{office}/persons/p1", seq=at_office.seq))
+            await live.wait_for_async(on_topic(f"fs/{home}/persons/p1", seq=at_home.seq))
+            for sink in sinks:
+                await sink.close()
+            await asyncio.gather(*tasks)
+        states = {topic: json.loads(payload)
+                  for topic, payload in retained(mosquitto, "fs/+/persons/#").items()}
+        assert {topic: state["name"] for topic, state in states.items()} == {
+            f"fs/{home}/persons/p1": "Ada", f"fs/{office}/persons/p1": "Bo"}
+        statuses = {topic: payload for topic, payload in
+                    retained(mosquitto, "fs/status/#").items()}
+        assert statuses == {f"fs/status/node-{n}": b"offline" for n in (1, 2, 3)}
+        assert sinks[2].gallery == "shop"
 
     run(scenario())

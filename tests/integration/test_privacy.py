@@ -62,7 +62,7 @@ def test_forgotten_people_leave_nothing_behind(
         assert status == 201, created
         enrolled = created["person"]
         client.wait_for(lambda e: e["type"] == "person.updated" and e["person"] == seen, 20)
-        assert f"facestream/persons/{seen}" in retained(mosquitto)
+        assert [t for t in retained(mosquitto) if t.endswith(f"/persons/{seen}")]
         kept = {person: secrets(gallery, person) for person in (seen, enrolled)}
 
         with closing(sqlite3.connect(gallery, isolation_level=None)) as reader:
@@ -84,7 +84,7 @@ def test_forgotten_people_leave_nothing_behind(
         assert SEEN_NAME.encode() not in contents and ENROLLED_NAME.encode() not in contents
 
         on_broker = retained(mosquitto)
-        assert not {f"facestream/persons/{p}" for p in (seen, enrolled)} & set(on_broker)
+        assert not [t for t in on_broker for p in (seen, enrolled) if t.endswith(f"/persons/{p}")]
         assert not [t for t, payload in on_broker.items() if SEEN_NAME.encode() in payload]
 
         newcomer = EventClient(f"ws://127.0.0.1:{service.port}/events?replay=100&token={TOKEN}")

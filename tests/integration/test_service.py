@@ -72,11 +72,11 @@ def test_file_camera_events_reach_websocket_and_mqtt_and_sigterm_closes_in_order
         on_mqtt = [m.json()["seq"] for m in mqtt.matching(lambda m: m.topic ==
                                                           "facestream/lobby/events")]
         assert on_mqtt == [e["seq"] for e in events if e.get("camera") == "lobby"]
-        mqtt.wait_for(on_topic("facestream/status", "offline"), 10)
+        mqtt.wait_for(on_topic(f"facestream/status/{first['node']}", "offline"), 10)
     with Subscriber(mosquitto, "facestream/#") as late:
-        state = late.wait_for(on_topic(f"facestream/persons/{first['person']}"), 10)
+        state = late.wait_for(lambda m: m.topic.endswith(f"/persons/{first['person']}"), 10)
         assert state.retain and state.json()["present"] is False
-        status_message = late.wait_for(on_topic("facestream/status"), 10)
+        status_message = late.wait_for(on_topic(f"facestream/status/{first['node']}"), 10)
         assert status_message.retain and status_message.text == "offline"
 
 

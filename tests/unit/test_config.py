@@ -121,7 +121,7 @@ def test_out_of_range_names_line_and_field(tmp_path: Path) -> None:
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     path = write(tmp_path, CAMERAS + "servers:\n  port: 80\n")
     assert error(path) == (f"{path} line 4: servers: unknown key (known: cameras, sources, "
-                           "engine, events, server, mqtt, gallery); did you mean server?")
+                           "engine, events, server, mqtt, gallery, node); did you mean server?")
 
 
 def test_unknown_nested_key(tmp_path: Path) -> None:

@@ -10,12 +10,15 @@ the ``/events`` endpoint (:mod:`stream.service.http.events`), one subscription e
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from stream.config import ServiceConfig
 from stream.service.bus import Subscription
 from stream.service.metrics import Metrics
 from stream.service.sinks.mqtt import MqttSink
+
+if TYPE_CHECKING:
+    from stream.identity.gallery import Gallery
 
 __all__ = ["Sink", "build_sinks"]
 
@@ -37,9 +40,14 @@ class Sink(Protocol):
         ...
 
 
-def build_sinks(config: ServiceConfig, metrics: Metrics) -> list[Sink]:
-    """The sinks the configuration asks for, besides the WebSocket clients of ``/events``."""
+def build_sinks(config: ServiceConfig, metrics: Metrics, gallery: Gallery) -> list[Sink]:
+    """The sinks the configuration asks for, besides the WebSocket clients of ``/events``
+    (call before the model thread uses ``gallery``)."""
     sinks: list[Sink] = []
     if config.mqtt is not None:
-        sinks.append(MqttSink(config.mqtt, metrics=metrics))
+        names = {gallery.label(record.id): record.name for record in gallery.store.identities()
+                 if record.name is not None}
+        sinks.append(MqttSink(config.mqtt, node=config.node, gallery=gallery.store.gallery_id,
+                              cameras=[camera.name for camera in config.cameras], names=names,
+                              metrics=metrics))
     return sinks

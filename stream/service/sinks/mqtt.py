@@ -1,16 +1,28 @@
 """The MQTT sink: forwards events to an MQTT broker (aiomqtt), riding out broker outages.
 
-Topics, under ``prefix`` (``MqttSettings.topic_prefix``):
+Topics, under ``prefix`` (``MqttSettings.topic_prefix``), for a process named ``node`` (the
+``node:`` setting) whose gallery is named ``gallery`` (``mqtt.gallery_name``, else the gallery's
+own ID: each gallery on a broker has its own person states):
 
-- ``<prefix>/status``: retained ``online`` while connected, ``offline`` after a clean close or, as
-  the last will, when the connection dies;
+- ``<prefix>/status/<node>``: retained ``online`` while connected, ``offline`` after a clean
+  close or, as the last will, when the connection dies; one topic per node, since a connection
+  has one last will;
 - ``<prefix>/<camera>/events``: every event of that camera, as JSON (not retained);
 - ``<prefix>/events``: events without a camera, such as ``events.dropped`` notices;
-- ``<prefix>/persons/<person>``: retained JSON with each person's latest state, cleared (an
-  empty retained message) once the person is deleted, forgotten or merged into another.
+- ``<prefix>/<camera>/state``: retained JSON with who is on the camera now (``present``, the
+  count, and ``persons``) and who appeared last (``last_person``, ``last_name``, ``last_seen``);
+- ``<prefix>/<gallery>/persons/<person>``: retained JSON with each person's latest state (their
+  ``name`` included, sent again when they are renamed), cleared (an empty retained message) once
+  the person is deleted, forgotten or merged into another;
+- ``<prefix>/<camera>/<person>/snapshot`` (``mqtt.snapshots``): the JPEG of the best face of
+  the person's appearance so far, whenever it gets better (retained with ``snapshot_retain``,
+  and then cleared with the person);
+- Home Assistant discovery configs (``mqtt.discovery``), see
+  :mod:`stream.service.sinks.homeassistant`.
 
 On its first connection the sink reads the retained person states and marks those still
-``"present": true`` absent: they were left by a service that stopped without saying so.
+``"present": true`` absent: they were left by a service that stopped without saying so. With
+discovery, it also removes the entities of this gallery's people who are no longer named.
 """
 
 from __future__ import annotations
@@ -19,24 +31,46 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import aiomqtt
 
 from stream.config import MqttSettings
+from stream.imaging import jpeg_bytes
 from stream.service.bus import Subscription
 from stream.service.metrics import Metrics
-from stream.types import Event, PersonAppeared, PersonLeft, PersonUpdated
+from stream.service.sinks.homeassistant import Discovery
+from stream.types import (
+    Event,
+    IdentityCreated,
+    IdentityRenamed,
+    PersonAppeared,
+    PersonLeft,
+    PersonUpdated,
+)
 
 log = logging.getLogger(__name__)
 PERSON_EVENTS = (PersonAppeared, PersonUpdated, PersonLeft)
 SYNC_TIMEOUT_S = 5.0  # for the broker to send the retained person states, at the first connection
 
 
+@dataclass
+class _Camera:
+    """Who is on a camera now, and who appeared on it last."""
+
+    present: set[str] = field(default_factory=set)
+    last_person: str | None = None
+    last_seen: str | None = None
+
+
 class MqttSink:
     """Publishes the events of one subscription to the broker of ``settings``, until the sink
-    is left (or :meth:`close`).
+    is left (or :meth:`close`), as the process ``node`` of the gallery ``gallery`` (its ID, or
+    ``settings.gallery_name`` when set). ``cameras`` have a state (and a Home Assistant device)
+    from the start; ``names`` are the gallery's named people (ID -> name) when the sink starts.
 
     ``connected`` says whether a broker connection is up, ``published`` counts MQTT messages
     acknowledged (events, person states and status), ``reconnects`` counts connections made after
@@ -45,13 +79,27 @@ class MqttSink:
 
     consumer = "mqtt"
 
-    def __init__(self, settings: MqttSettings, *, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: MqttSettings, *, node: str, gallery: str,
+                 cameras: Iterable[str] = (), names: Mapping[str, str] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.queue = settings.queue
         self.connected = False
         self.published = 0
         self.reconnects = 0
         self._prefix = settings.topic_prefix
+        self._status_topic = f"{self._prefix}/status/{node}"
+        self.gallery = settings.gallery_name or gallery
+        self._persons_prefix = f"{self._prefix}/{self.gallery}/persons/"
+        self._discovery = Discovery(settings, gallery=self.gallery,
+                                    availability=self._status_topic) \
+            if settings.discovery else None
+        self._cameras = {camera: _Camera() for camera in cameras}
+        self._dirty_cameras = set(self._cameras)  # their states, still to be sent
+        self._names = dict(names or {})  # the named people: ID -> name
+        self._announced: dict[str, str] = {}  # the person configs on the broker: ID -> name
+        self._configs: set[str] = set()  # retained person config topics, while correcting
+        self._snapshots: dict[str, set[str]] = {}  # person -> cameras of retained snapshots
         self._persons: dict[str, dict[str, Any]] = {}
         self._removed: set[str] = set()  # out of the gallery: never published again
         self._to_clear: set[str] = set()  # their retained states, still to be cleared
@@ -124,7 +172,7 @@ class MqttSink:
             username=settings.username,
             password=settings.password.get_secret_value() if settings.password else None,
             keepalive=settings.keepalive_s, tls_params=tls_params, tls_insecure=tls_insecure,
-            will=aiomqtt.Will(f"{self._prefix}/status", "offline", settings.qos, retain=True))
+            will=aiomqtt.Will(self._status_topic, "offline", settings.qos, retain=True))
 
     async def _serve(self) -> None:
         address = f"{self.settings.host}:{self.settings.port}"
@@ -141,7 +189,8 @@ class MqttSink:
                         self.reconnects += 1
                         log.info("MQTT broker %s reachable again; reconnected", address)
                     else:
-                        log.info("connected to MQTT broker %s", address)
+                        log.info("connected to MQTT broker %s; person states on %s+", address,
+                                 self._persons_prefix)
                     failures = 0
                     backoff.reset()
                     await self._session(client)
@@ -162,32 +211,41 @@ class MqttSink:
     async def _session(self, client: aiomqtt.Client) -> None:
         async with asyncio.TaskGroup() as tasks:
             watcher = tasks.create_task(self._watch(client))
-            await self._publish(client, f"{self._prefix}/status", "online", retain=True)
+            await self._publish(client, self._status_topic, "online", retain=True)
             if not self._corrected:
                 await self._correct_stale(client)
+            await self._announce(client)
             await self._forward(client)
             watcher.cancel()
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         # aiomqtt ends its message iterator with MqttError as soon as the connection drops; that
         # also interrupts a publish still waiting for an acknowledgement that will never come.
-        persons = f"{self._prefix}/persons/"
         async for message in client.messages:
             topic = str(message.topic)
             if topic == self._sync_topic:
                 self._synced.set()
-            elif topic.startswith(persons) and message.retain and isinstance(
-                    message.payload, bytes) and message.payload:
-                self._retained[topic.removeprefix(persons)] = message.payload
+            elif not (message.retain and isinstance(message.payload, bytes)
+                      and message.payload):
+                continue
+            elif topic.startswith(self._persons_prefix):
+                self._retained[topic.removeprefix(self._persons_prefix)] = message.payload
+            elif self._discovery is not None and topic.endswith("/config"):
+                self._configs.add(topic)
 
     async def _correct_stale(self, client: aiomqtt.Client) -> None:
-        """Mark absent the people a previous run left ``"present": true`` (it crashed), and
-        clear the states of people removed since. The broker sends the retained states
-        before the message this sink then sends itself, which says they are all in."""
-        persons = f"{self._prefix}/persons/+"
+        """Mark absent the people a previous run left ``"present": true`` (it crashed), clear
+        the states of people removed since and the entities of people no longer named. The
+        broker sends the retained messages before the message this sink then sends itself,
+        which says they are all in. The states read are kept, to be renamed."""
+        filters = [f"{self._persons_prefix}+"]
+        if self._discovery is not None:
+            filters.append(self._discovery.persons_filter)
         self._retained.clear()
+        self._configs.clear()
         self._synced.clear()
-        await client.subscribe(persons, qos=1)
+        for topic_filter in filters:
+            await client.subscribe(topic_filter, qos=1)
         await client.subscribe(self._sync_topic, qos=1)
         await client.publish(self._sync_topic, "sync", qos=1)
         try:
@@ -195,9 +253,14 @@ class MqttSink:
         except TimeoutError:
             log.warning("MQTT: the retained person states did not arrive within %.0f s; "
                         "those a previous run left present stay so", SYNC_TIMEOUT_S)
-        await client.unsubscribe(persons)
+        for topic_filter in filters:
+            await client.unsubscribe(topic_filter)
         await client.unsubscribe(self._sync_topic)
         stale, self._retained = self._retained, {}
+        if self._discovery is not None:
+            named = {self._discovery.person_topic(person) for person in self._names}
+            for topic in sorted(self._configs - named):
+                await self._publish(client, topic, "", retain=True)
         for person, payload in stale.items():
             if person in self._persons:
                 continue  # this run's state, sent again below
@@ -208,29 +271,80 @@ class MqttSink:
                 state = json.loads(payload)
             except ValueError:
                 continue
-            if isinstance(state, dict) and state.get("present") is True:
-                await self._publish(client, self._person_topic(person),
-                                    _json({**state, "present": False}), retain=True)
+            if not isinstance(state, dict):
+                continue
+            if state.get("present") is True:
+                state = {**state, "present": False}
+                await self._publish(client, self._person_topic(person), _json(state),
+                                    retain=True)
+            self._persons[person] = state
         self._corrected = True
 
+    async def _announce(self, client: aiomqtt.Client) -> None:
+        """Send what a broker that restarted without persistence lost: the discovery configs
+        and every camera's and person's state."""
+        if self._discovery is not None:
+            for camera in self._cameras:
+                for topic, payload in self._discovery.camera(camera, self._camera_topic(camera)):
+                    await self._publish(client, topic, payload, retain=True)
+            for person, name in list(self._announced.items()):  # the changes: in _flush
+                await self._publish(client, self._discovery.person_topic(person),
+                                    self._discovery.person(person, name,
+                                                           self._person_topic(person)),
+                                    retain=True)
+        self._dirty_cameras.update(self._cameras)
+        for person, state in list(self._persons.items()):
+            await self._publish(client, self._person_topic(person), _json(state), retain=True)
+
     def _person_removed(self, person: str) -> None:
-        """``person`` left the gallery: drop their state and clear it on the broker."""
+        """``person`` left the gallery: drop their state and name, take them off the cameras,
+        and clear what the broker keeps of them."""
         self._persons.pop(person, None)
+        self._names.pop(person, None)
         self._removed.add(person)
         self._to_clear.add(person)
+        for name, camera in self._cameras.items():
+            if person in camera.present or camera.last_person == person:
+                camera.present.discard(person)
+                if camera.last_person == person:
+                    camera.last_person = camera.last_seen = None
+                self._dirty_cameras.add(name)
 
-    async def _clear_removed(self, client: aiomqtt.Client) -> None:
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        """Send the changes the events made beyond their own messages: removed people cleared,
+        person configs made or removed, camera states."""
         for person in sorted(self._to_clear):
+            if self._discovery is not None:
+                await self._publish(client, self._discovery.person_topic(person), "",
+                                    retain=True)
+            for camera in sorted(self._snapshots.pop(person, set())):
+                await self._publish(client, self._snapshot_topic(camera, person), "",
+                                    retain=True)
             await self._publish(client, self._person_topic(person), "", retain=True)
+            self._announced.pop(person, None)
             self._to_clear.discard(person)
+        if self._discovery is not None:
+            for person in sorted(self._names.keys() | self._announced.keys()):
+                name = self._names.get(person)
+                if name == self._announced.get(person):
+                    continue
+                payload = "" if name is None else self._discovery.person(
+                    person, name, self._person_topic(person))
+                await self._publish(client, self._discovery.person_topic(person), payload,
+                                    retain=True)
+                if name is None:
+                    del self._announced[person]
+                else:
+                    self._announced[person] = name
+        for name in sorted(self._dirty_cameras):
+            await self._publish(client, self._camera_topic(name), _json(self._camera_state(name)),
+                                retain=True)
+            self._dirty_cameras.discard(name)
 
     async def _forward(self, client: aiomqtt.Client) -> None:
         assert self._subscription is not None
-        # The broker may have restarted without persistence: its retained states are gone.
-        for person, state in list(self._persons.items()):
-            await self._publish(client, self._person_topic(person), _json(state), retain=True)
         while True:
-            await self._clear_removed(client)
+            await self._flush(client)
             if self._pending is None:
                 try:
                     self._pending = await self._subscription.get()
@@ -239,25 +353,60 @@ class MqttSink:
                 self._remember(self._pending)
             await self._send(client, self._pending)
             self._pending = None
-        await self._clear_removed(client)
-        await self._publish(client, f"{self._prefix}/status", "offline", retain=True)
+        await self._flush(client)
+        await self._publish(client, self._status_topic, "offline", retain=True)
 
     def _remember(self, event: Event) -> None:
-        """Fold a person event into that person's latest state."""
+        """Fold an event into the states it changes: names, the person's, the camera's."""
+        if isinstance(event, IdentityRenamed | IdentityCreated):
+            self._rename(event.person, event.name)
+            return
         if not isinstance(event, PERSON_EVENTS) or event.person in self._removed:
             return
         assert self._subscription is not None
+        self._rename(event.person, event.name)
         document = self._subscription.encoded(event).document
+        camera = self._cameras.setdefault(event.camera, _Camera())
+        if isinstance(event, PersonLeft):
+            camera.present.discard(event.person)
+        else:
+            camera.present.add(event.person)
+        if isinstance(event, PersonAppeared):
+            camera.last_person, camera.last_seen = event.person, document["time"]
+        self._dirty_cameras.add(event.camera)
         previous = self._persons.get(event.person, {})
         self._persons[event.person] = {
             "person": event.person,
-            "present": not isinstance(event, PersonLeft),
+            "name": event.name,
+            "present": any(event.person in c.present for c in self._cameras.values()),
             "camera": event.camera,
+            "appearance": event.appearance,
             "last_event": event.kind,
             "last_seen": document["end" if isinstance(event, PersonLeft) else "time"],
             "thumbnail": document["thumbnail"] or previous.get("thumbnail"),
             "seq": event.seq,
         }
+
+    def _rename(self, person: str, name: str | None) -> None:
+        """``person`` is called ``name`` now (``None``: unnamed)."""
+        if person in self._removed or self._names.get(person) == name:
+            return
+        if name is None:
+            self._names.pop(person, None)
+        else:
+            self._names[person] = name
+        if person in self._persons:
+            self._persons[person] = {**self._persons[person], "name": name}
+        self._dirty_cameras.update(camera for camera, state in self._cameras.items()
+                                   if state.last_person == person)
+
+    def _camera_state(self, name: str) -> dict[str, Any]:
+        camera = self._cameras[name]
+        last = camera.last_person
+        return {"camera": name, "present": len(camera.present),
+                "persons": sorted(camera.present), "last_person": last,
+                "last_name": self._names.get(last) if last else None,
+                "last_seen": camera.last_seen}
 
     async def _send(self, client: aiomqtt.Client, event: Event) -> None:
         assert self._subscription is not None
@@ -268,11 +417,24 @@ class MqttSink:
         if isinstance(person, str) and person in self._persons:
             await self._publish(client, self._person_topic(person),
                                 _json(self._persons[person]), retain=True)
+        if (self.settings.snapshots and isinstance(event, PERSON_EVENTS)
+                and event.thumbnail is not None and event.person not in self._removed):
+            retain = self.settings.snapshot_retain
+            await self._publish(client, self._snapshot_topic(event.camera, event.person),
+                                jpeg_bytes(event.thumbnail), retain=retain)
+            if retain:
+                self._snapshots.setdefault(event.person, set()).add(event.camera)
 
     def _person_topic(self, person: str) -> str:
-        return f"{self._prefix}/persons/{person}"
+        return f"{self._persons_prefix}{person}"
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, payload: str, *,
+    def _camera_topic(self, camera: str) -> str:
+        return f"{self._prefix}/{camera}/state"
+
+    def _snapshot_topic(self, camera: str, person: str) -> str:
+        return f"{self._prefix}/{camera}/{person}/snapshot"
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, payload: str | bytes, *,
                        retain: bool) -> None:
         await client.publish(topic, payload, qos=self.settings.qos, retain=retain)
         self.published += 1
