@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks.scoring import score
-from benchmarks.synthetic import GroundTruth
+from benchmarks.synthetic import PERSONS, GroundTruth, make_sprite
 from stream.cli import main
 from tests.media import write_video
 
@@ -50,6 +50,45 @@ def test_report_contract(demo_report: Path, demo_video: tuple[Path, GroundTruth]
     assert all(len(line["box"]) == 4 and 0 <= line["score"] <= 1 for line in lines)
     page = (demo_report / "index.html").read_text()
     assert all(f"<h2>{pid}</h2>" in page for pid in ids)
+
+
+def test_report_shares_and_appearances(demo_report: Path) -> None:
+    report = json.loads((demo_report / "report.json").read_text())
+    appearances = [a for person in report["persons"] for a in person["appearances"]]
+    assert len({a["appearance"] for a in appearances}) == len(appearances)
+    for appearance in appearances:
+        assert appearance["appearance"].startswith("file-")
+        assert appearance["thumbnail"] == f"appearances/{appearance['appearance']}.jpg"
+        assert (demo_report / appearance["thumbnail"]).read_bytes()[:2] == b"\xff\xd8"
+    for person in report["persons"]:
+        assert person["name"] is None  # no gallery: nobody has a name
+        assert person["share"] == pytest.approx(
+            person["total_visible_s"] / report["duration_s"], abs=1e-3)
+    # p17 of the demo is on screen all the time, the others part of it
+    assert max(person["share"] for person in report["persons"]) > 0.9
+    assert min(person["share"] for person in report["persons"]) < 0.6
+
+
+@pytest.fixture(scope="module")
+def named_report(demo_video: tuple[Path, GroundTruth], tmp_path_factory: pytest.TempPathFactory
+                 ) -> Path:
+    """The demo analysed against a gallery where the woman of the demo is enrolled as Ada."""
+    directory = tmp_path_factory.mktemp("named")
+    photo, gallery = directory / "ada.jpg", directory / "gallery.db"
+    make_sprite(PERSONS["p03"][0]).image.convert("RGB").save(photo)
+    assert main(["-q", "enroll", "--gallery", str(gallery), "--name", "Ada", str(photo)]) == 0
+    out = directory / "report"
+    assert main(["-q", "analyze", str(demo_video[0]), "--out", str(out), "--gallery",
+                 str(gallery)]) == 0
+    return out
+
+
+def test_an_enrolled_person_is_reported_by_name(named_report: Path) -> None:
+    report = json.loads((named_report / "report.json").read_text())
+    names = {person["id"]: person["name"] for person in report["persons"]}
+    assert names.pop("p1") == "Ada" and set(names.values()) == {None}
+    page = (named_report / "index.html").read_text()
+    assert "<h2>Ada (p1)</h2>" in page
 
 
 def test_video_without_faces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -285,6 +285,26 @@ def test_list_show_thumbnail_and_rename(live: Live) -> None:
     live.ok("PATCH", f"/api/persons/{other}", {"name": None})
 
 
+def test_a_rename_reaches_the_persons_next_event_and_the_log(live: Live) -> None:
+    ada = live.current(P03)  # she leaves and comes back every loop of the video
+    mark = len(live.client.events)
+    live.ok("PATCH", f"/api/persons/{ada}", {"name": "Ada King"})
+    at = live.heard(live.client.wait_for(lambda e: e["type"] == "identity.renamed", 10, mark))
+    before = [e for e in live.client.events[:at]
+              if e["type"].startswith("person.") and e["person"] == ada][-1]
+    after = live.client.wait_for(
+        lambda e: e["type"].startswith("person.") and e["person"] == ada, 30, at + 1)
+    assert after["name"] == "Ada King"
+    if before["type"] != "person.left":  # the same appearance, now under her new name
+        assert after["appearance"] == before["appearance"]
+    appeared = live.client.wait_for(
+        lambda e: e["type"] == "person.appeared" and e["person"] == ada, 30, at + 1)
+    assert appeared["name"] == "Ada King" and appeared["new"] is False
+    assert appeared["distance"] is not None and 0 < appeared["confidence"] <= 1
+    live.service.wait_for_log(f"{ada} (Ada King) appeared on {CAMERA}", 10)
+    live.ok("PATCH", f"/api/persons/{ada}", {"name": "Ada"})
+
+
 def test_enroll_from_photos_over_rest(live: Live, tmp_path: Path) -> None:
     photo = tmp_path / "grace.jpg"
     make_sprite(PERSONS["p08"][0]).image.convert("RGB").save(photo)
