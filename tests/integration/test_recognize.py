@@ -24,7 +24,7 @@ from PIL import Image
 
 from benchmarks.synthetic import PERSONS, make_sprite
 from stream.identity.track import box_iou
-from stream.service.http.recognize import Recognized
+from stream.service.http.recognize import Recognized, _form_file
 from stream.vision.models import fetch
 from tests.fixtures import free_port
 from tests.integration.live import EventClient, Service, write_config
@@ -201,3 +201,23 @@ def test_the_openapi_document_describes_both_forms(live: Live) -> None:
     assert content["application/json"]["schema"] == {
         "$ref": "#/components/schemas/RecognizeImage"}
     assert json.dumps(operation["responses"]["200"]).count("Recognized") == 1
+
+
+def test_the_form_parser_finds_the_one_file_field() -> None:
+    def form(*parts: tuple[str, bytes], boundary: str = "b0und") -> tuple[str, bytes]:
+        body = b"".join(b"--%s\r\n%s\r\n\r\n%s\r\n" % (boundary.encode(), head.encode(), content)
+                        for head, content in parts)
+        return f'multipart/form-data; boundary="{boundary}"', body + b"--%s--\r\n" % (
+            boundary.encode())
+
+    image = b"\xff\xd8 bytes\r\n--b0un\r\n\r\n of a picture"
+    named = 'Content-Disposition: form-data; name="file"; filename="a.jpg"'
+    assert _form_file(*form(("Content-Disposition: form-data; name=k", b"v"),
+                            (named + "\r\nContent-Type: image/jpeg", image))) == image
+    # unquoted, any case; "filename" is not "name"
+    assert _form_file(*form(("content-disposition: Form-Data; NAME=file", image))) == image
+    assert _form_file(*form(('Content-Disposition: form-data; filename="file"', image))) is None
+    assert _form_file(*form((named, image), (named, b"another"))) is None  # which one?
+    kind, body = form((named, image))
+    assert _form_file("multipart/form-data", body) is None  # no boundary
+    assert _form_file(kind, b"") is None

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-from email.parser import BytesParser
-from email.policy import HTTP
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +38,9 @@ if TYPE_CHECKING:
 
 PATH = "/api/recognize"
 FIELD = "file"  # the multipart field of the image, as CompreFace names it
+MAX_PARTS = 16  # of a multipart form: the image and a few other fields
+MAX_PART_HEAD = 4096  # bytes of a form part's headers looked at
+DISPOSITION = re.compile(r"^content-disposition:[ \t]*form-data(.*)$", re.IGNORECASE | re.MULTILINE)
 NEIGHBOURS = 16  # exemplars looked at per face: the nearest ones may be marked "not this person"
 USAGE = (f'send the image as the multipart field "{FIELD}", or as JSON {{"image": "<base64 '
          'image>"}')
@@ -147,16 +149,39 @@ async def _upload(request: Request) -> bytes:
             return base64.b64decode(body.image, validate=True)
         except ValueError:
             raise ApiError(400, '"image" must be a base64-encoded image') from None
-    # The whole body is in memory already (the access guard read it, within its limit): the
-    # standard library's MIME parser takes it apart there, never spooling a face to disk.
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + kind.encode("latin-1") + b"\r\n\r\n" + await request.body())
-    parts = list(message.iter_parts()) if message.is_multipart() else []
-    files = [part.get_payload(decode=True) for part in parts
-             if part.get_param("name", header="content-disposition") == FIELD]
-    if len(files) != 1 or not isinstance(files[0], bytes):
+    # The whole body is in memory already (the access guard read it, within its limit): it is
+    # taken apart there, never spooling a face to disk.
+    found = _form_file(kind, await request.body())
+    if found is None:
         raise ApiError(400, USAGE)
-    return files[0]
+    return found
+
+
+def _form_file(kind: str, body: bytes) -> bytes | None:
+    """The content of the part named :data:`FIELD` of a ``multipart/form-data`` body (RFC 7578)
+    of type ``kind``; ``None`` when it has none or several. Only the first :data:`MAX_PARTS`
+    parts are looked at (the standard library's MIME parser takes seconds over a body of many
+    short lines, and fails on some malformed ones)."""
+    boundary = _parameter(kind, "boundary")
+    if not boundary:
+        return None
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    found = []
+    for piece in (b"\r\n" + body).split(delimiter, MAX_PARTS)[1:MAX_PARTS]:
+        if piece.startswith(b"--"):  # the closing delimiter
+            break
+        _, _, part = piece.partition(b"\r\n")  # after the rest of the delimiter's line
+        head, separator, content = part.partition(b"\r\n\r\n")
+        disposition = DISPOSITION.search(head[:MAX_PART_HEAD].decode("latin-1"))
+        if separator and disposition and _parameter(disposition[1], "name") == FIELD:
+            found.append(content)
+    return found[0] if len(found) == 1 else None
+
+
+def _parameter(header: str, name: str) -> str | None:
+    """The parameter ``name`` of a header value (``; name=value`` or ``; name="value"``)."""
+    match = re.search(rf';\s*{name}\s*=\s*(?:"([^"]*)"|([^;\s"]*))', header, re.IGNORECASE)
+    return None if match is None else match[1] if match[1] is not None else match[2]
 
 
 def _decode(data: bytes) -> tuple[ImageArray, float]:
