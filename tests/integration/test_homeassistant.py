@@ -8,16 +8,23 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 import time
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import jinja2
 import numpy as np
+import pytest
 from PIL import Image
 
+from benchmarks.synthetic import GroundTruth
 from stream.service.bus import EventBus
 from stream.types import IdentityCreated, IdentityDeleted, IdentityRenamed
+from tests.fixtures import free_port
 from tests.fixtures.mosquitto import Broker, Message, Subscriber, on_topic
+from tests.integration.live import EventClient, Service, write_config
 from tests.integration.test_mqtt import (
     FACE,
     OTHER_FACE,
@@ -31,6 +38,7 @@ from tests.integration.test_mqtt import (
     updated,
     wire,
 )
+from tests.integration.test_rest import TOKEN, Live
 
 DISCOVERY = {"discovery": True, "snapshots": True}
 FRONT_PRESENT = "homeassistant/sensor/fs_front/present/config"
@@ -224,3 +232,68 @@ def test_snapshots_of_the_best_face_per_camera(mosquitto: Broker) -> None:
         await task
 
     run(scenario())
+
+
+@pytest.mark.slow
+def test_home_assistant_sees_a_named_person_come_and_go_on_a_real_service(
+        demo_video: tuple[Path, GroundTruth], mosquitto: Broker, tmp_path: Path) -> None:
+    video, truth = demo_video
+    gallery = tmp_path / "gallery.db"
+    site = write_config(tmp_path / "site.yaml", f"""
+node: hall-node
+cameras:
+  - name: lobby
+    url: {video}
+    loop: true
+mqtt:
+  url: {mosquitto.url}
+  discovery: true
+gallery:
+  path: {gallery}
+""")
+    with Subscriber(mosquitto, "#") as ha:
+        service = Service([str(site)], free_port(), env={"FACESTREAM_TOKEN": TOKEN})
+        try:
+            client = EventClient(f"ws://127.0.0.1:{service.port}/events?token={TOKEN}")
+            live = Live(service, client, truth, gallery)
+            seen = live.wait_for_face("p12", 0, 60)  # who passes through, 3 s to 9 s
+            assert seen["node"] == "hall-node"
+            person = seen["person"]
+            with closing(sqlite3.connect(gallery)) as db:
+                (gallery_id,), = db.execute("SELECT value FROM meta WHERE key = 'gallery_id'")
+            tracker_topic = f"homeassistant/device_tracker/facestream_{gallery_id}/{person}/config"
+            assert not ha.matching(on_topic(tracker_topic))  # unnamed: no entity
+            renamed = live.ok("PATCH", f"/api/persons/{person}", {"name": "Ada"})
+            assert renamed["name"] == "Ada"
+            tracker = config(ha.wait_for(on_topic(tracker_topic), 10))
+            assert tracker["name"] == "Ada"
+            assert tracker["availability_topic"] == "facestream/status/hall-node"
+            assert tracker["state_topic"] == f"facestream/{gallery_id}/persons/{person}"
+            assert ha.wait_for(on_topic("facestream/status/hall-node")).text == "online"
+            present = config(ha.wait_for(on_topic(
+                "homeassistant/sensor/facestream_lobby/present/config")))
+            assert present["state_topic"] == "facestream/lobby/state"
+
+            # Ada's tracker goes home and away as she comes and goes in the looped video.
+            mark = len(ha.messages)
+            states: list[str] = []
+            deadline = time.monotonic() + 90
+            while states[-3:] != ["home", "not_home", "home"] and time.monotonic() < deadline:
+                states = [render(tracker["value_template"], m.payload)
+                          for m in ha.messages[mark:] if m.topic == tracker["state_topic"]]
+                states = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+                time.sleep(0.2)
+            assert states[-3:] == ["home", "not_home", "home"], states
+            counts = {render(present["value_template"], m.payload)
+                      for m in ha.messages if m.topic == "facestream/lobby/state"}
+            assert {"0", "1"} <= counts
+            assert service.terminate() == 0
+        finally:
+            service.kill()
+        ha.wait_for(on_topic("facestream/status/hall-node", "offline"), 10)
+    with Subscriber(mosquitto, "#") as late:
+        time.sleep(0.5)
+        kept = {m.topic: m for m in late.matching(lambda m: m.retain)}
+    assert kept["facestream/status/hall-node"].text == "offline"
+    assert render(tracker["value_template"], kept[tracker["state_topic"]].payload) == "not_home"
+    assert config(kept[tracker_topic])["name"] == "Ada"
