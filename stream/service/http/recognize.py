@@ -88,8 +88,8 @@ class RecognizeApi:
     def add_to(self, api: Api) -> None:
         """Add the route to ``api``."""
         api.add("POST", PATH, self.recognize, Operation(
-            f"Who is in this photo: its faces with their boxes, detection scores, the person "
-            f"each one is (or null) and the distance; the gallery is not changed. Send the "
+            "Who is in this photo: its faces with their boxes, detection scores, the person "
+            "each one is (or null) and the distance; the gallery is not changed. Send the "
             f"image as JSON (below) or as the multipart/form-data field `{FIELD}`", {
                 200: Reply("the faces found (none: an empty list)", Recognized),
                 400: error("not an image, a damaged one, or one of too many pixels"),
