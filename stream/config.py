@@ -172,10 +172,32 @@ class EngineSettings(_Strict):
 class GallerySettings(_Strict):
     """The persistent gallery: who has been seen, across runs."""
 
-    path: Path = Field(description="the gallery file (SQLite); created when missing")
+    path: Path | None = Field(None, description="the gallery file (SQLite); created when "
+                              "missing")
+    url: str | None = Field(None, pattern=r"^postgres(ql)?://", description=(
+        "instead of path: a gallery shared by several nodes, in PostgreSQL with pgvector "
+        "(postgresql://USER@HOST:PORT/DB; the password from $PGPASSWORD or ~/.pgpass, never in "
+        "the URL)"))
     retention_days: float | None = Field(None, gt=0, le=36500, description="unnamed people "
                                          "not seen for this many days are removed (null: "
                                          "kept for ever)")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> Self:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give the gallery's path or its url, one of them")
+        if self.url is not None and urlsplit(self.url).password is not None:
+            raise ValueError("the gallery url holds a password: take it out, and give it in "
+                             "$PGPASSWORD or a password file (~/.pgpass)")
+        return self
+
+    @property
+    def location(self) -> Path | str:
+        """Where the gallery is: its file, or its database's URL."""
+        if self.url is not None:
+            return self.url
+        assert self.path is not None  # one of them: _one_location
+        return self.path
 
 
 class EventSettings(_Strict):

@@ -8,6 +8,7 @@ change made through the gallery, and brought up to date with others' changes by
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ from stream.types import FloatArray
 
 if TYPE_CHECKING:
     from stream.storage.base import GalleryStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Gallery:
         self._rejected: dict[int, list[FloatArray]] = {}  # identity -> "not this person"
         self.highest = 0  # the highest identity number in use (IDs only grow)
         self._token = 0  # how far the store's changes are reflected here
+        self.searches = {"index": 0, "store": 0}  # where searches were answered
         self.reload()
 
     def reload(self) -> None:
@@ -97,18 +101,29 @@ class Gallery:
         for identity in changes.identities & self._members.keys():
             self._drop(identity)  # all first: their exemplars may have moved between them
         for identity in changes.identities:
-            try:
-                self.store.identity(identity)
-            except NotFoundError:
-                continue  # deleted, or merged into another
-            self._members[identity] = []
-            self.highest = max(self.highest, identity)
-            for exemplar in self.store.exemplars(identity):
-                self._index_exemplar(identity, exemplar.id, exemplar.vector, exemplar.quality)
-            marks = [vector for owner, vector in rejections if owner == identity]
-            if marks:
-                self._rejected[identity] = marks
+            self._load(identity, rejections)
         return changes.identities
+
+    def _load(self, identity: int, rejections: list[tuple[int, FloatArray]]) -> bool:
+        """Index ``identity`` as the store has it (``rejections``: the store's marks); false
+        when the store has no such identity (deleted, or merged into another)."""
+        try:
+            self.store.identity(identity)
+        except NotFoundError:
+            return False
+        self._members[identity] = []
+        self.highest = max(self.highest, identity)
+        for exemplar in self.store.exemplars(identity):
+            self._index_exemplar(identity, exemplar.id, exemplar.vector, exemplar.quality)
+        marks = [vector for owner, vector in rejections if owner == identity]
+        if marks:
+            self._rejected[identity] = marks
+        return True
+
+    def current(self) -> bool:
+        """Whether the index holds everything the store does (no other store committed a
+        change since the last reload or refresh)."""
+        return self.store.changes_since(self._token).identities == frozenset()
 
     def __len__(self) -> int:
         """The number of identities."""
@@ -135,12 +150,27 @@ class Gallery:
         return len(self._members.get(identity, []))
 
     def create(self, embeddings: FloatArray, *, quality: float = 1.0, source: str = "",
-               face: bytes | None = None) -> int:
-        """A new identity holding (a diverse subset of) ``embeddings``; returns its number."""
+               face: bytes | None = None, join_within: float | None = None) -> int:
+        """A new identity holding (a diverse subset of) ``embeddings``; returns its number.
+
+        With ``join_within``, the gallery is searched again under the store's creation lock
+        (other stores sharing it may have just created this person): when an identity is found
+        that near the first embedding, the embeddings join it instead, and its number is
+        returned."""
         self._check(embeddings)
         highest, identity = self.highest, 0
         try:
             with self.store.transaction():
+                if join_within is not None:
+                    self.store.lock_creation()
+                    found = self.search(embeddings[:1], 1)
+                    known = int(found.identities[0, 0])
+                    if float(found.distances[0, 0]) < join_within and (
+                            known in self._members or self._load(known, self.store.rejections())):
+                        log.info("p%d was just created elsewhere: joined, not created again",
+                                 known)
+                        self._add(known, embeddings, quality, source, face)
+                        return known
                 identity = self.store.create_identity()
                 self._members[identity] = []
                 self.highest = max(self.highest, identity)
@@ -156,7 +186,8 @@ class Gallery:
                       source: str = "", face: bytes | None = None) -> int:
         """Add those of ``embeddings`` that are not near-duplicates of the identity's exemplars
         (making way for them when the identity is full); returns how many were added."""
-        if identity not in self._members:
+        # An identity the index does not hold yet may be one a search of the store found.
+        if identity not in self._members and not self._load(identity, self.store.rejections()):
             raise KeyError(f"unknown identity {identity}")
         self._check(embeddings)
         try:
@@ -215,8 +246,15 @@ class Gallery:
         self._index.remove_ids(np.asarray(exemplars, np.int64))  # type: ignore[arg-type]
 
     def search(self, queries: FloatArray, k: int) -> Neighbours:
-        """The ``k`` nearest exemplars of each query."""
+        """The ``k`` nearest exemplars of each query: from the index when it is
+        :meth:`current`, else from the store (counted in :attr:`searches`)."""
         self._check(queries)
+        if len(queries) and not self.current():
+            # Others changed the gallery since the last refresh: the store has it all.
+            self.searches["store"] += 1
+            distances, identities = self.store.nearest(queries, k)
+            return Neighbours(distances, identities)
+        self.searches["index"] += 1
         if self._index.ntotal == 0 or len(queries) == 0:
             shape = (len(queries), k)
             return Neighbours(np.full(shape, np.inf, np.float32), np.full(shape, -1, np.int64))

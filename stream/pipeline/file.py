@@ -135,7 +135,7 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
     with contextlib.ExitStack() as cleanup:
         recorder = None
         if assigner is None:
-            gallery = open_gallery(config.gallery.path if config.gallery else None,
+            gallery = open_gallery(config.gallery.location if config.gallery else None,
                                    dim=embedder.dim, embedder=embedder.name,
                                    version=embedder.version)
             cleanup.callback(gallery.store.close)

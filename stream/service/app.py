@@ -112,10 +112,10 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
         worker = await asyncio.to_thread(VisionWorker.from_settings, config.engine)
     embedder = worker.embedder
     log.info("models: %s on %s", embedder.name, worker.device)
-    gallery = open_gallery(config.gallery.path if config.gallery else None, dim=embedder.dim,
+    gallery = open_gallery(config.gallery.location if config.gallery else None, dim=embedder.dim,
                            embedder=embedder.name, version=embedder.version)
     if config.gallery is not None:
-        log.info("gallery %s: %d people", config.gallery.path, len(gallery))
+        log.info("gallery %s: %d people", config.gallery.location, len(gallery))
     frame_ready = threading.Event()
     cameras = [Camera(camera, config.sources, detect_width=worker.detector.detect_width,
                       on_status=on_status, frame_ready=frame_ready,

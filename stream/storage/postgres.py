@@ -124,9 +124,9 @@ def connect(url: str) -> psycopg.Connection[Any]:
         db = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                              application_name="facestream")
     except psycopg.Error as error:
-        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise GalleryError(f"the gallery {url} cannot be reached ({why}); start the server, or "
-                           "check the URL and the password in $PGPASSWORD or ~/.pgpass") from None
+        raise GalleryError(f"the gallery {url} cannot be reached ({_first_line(error)}); "
+                           "start the server, or check the URL and the password in $PGPASSWORD "
+                           "or ~/.pgpass") from None
     try:
         installed = db.execute(
             "SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is not None
@@ -149,6 +149,12 @@ def connect(url: str) -> psycopg.Connection[Any]:
         db.close()
         raise
     return db
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of a driver's message (libpq's run over several), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _database(url: str) -> str:
@@ -234,8 +240,8 @@ class PostgresStore:
             return cursor.fetchall() if cursor.description else []
 
     def _unwritable(self, error: Exception) -> StorageError:
-        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return StorageError(f"the gallery {self.url} cannot be written now ({why}); "
+        return StorageError(f"the gallery {self.url} cannot be written now "
+                            f"({_first_line(error)}); "
                             "check that its server is up, and try again")
 
     @property
@@ -342,22 +348,25 @@ class PostgresStore:
     def _listen(self) -> None:
         """The listener thread: tell the store of others' commits; reconnect when the server
         was lost (the store reads the log at every look meanwhile)."""
+        failing = False  # said once per outage
         while not self._closed:
             try:
                 with psycopg.connect(self.url, autocommit=True,
                                      connect_timeout=CONNECT_TIMEOUT_S) as db:
                     db.execute(f"LISTEN {CHANNEL}")
-                    self._listening = True
+                    self._listening, failing = True, False
                     self._news.set()  # what was committed while no one listened
                     while not self._closed:
                         for note in db.notifies(timeout=0.2):
                             if note.payload != self._writer:
                                 self._news.set()
             except psycopg.Error as error:
-                if not self._closed:
-                    log.warning("gallery %s: listening for changes failed (%s); retrying",
-                                self.url, str(error).strip().splitlines()[:1])
-                    time.sleep(1.0)
+                if not self._closed and not failing:
+                    log.warning("gallery %s: listening for changes failed (%s); the gallery "
+                                "is read for them at every look until it works again",
+                                self.url, _first_line(error))
+                failing = True
+                time.sleep(0.0 if self._closed else 1.0)
             finally:
                 self._listening = False
                 self._news.set()
