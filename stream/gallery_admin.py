@@ -109,8 +109,14 @@ def namesakes(gallery: Gallery, identity: int) -> str | None:
             f"if they are one person, merge them")
 
 
-def merge(gallery: Gallery, keep: int, gone: int) -> IdentityMerged:
-    """Make one person of two: ``gone``'s history moves to ``keep``."""
+def merge(gallery: Gallery, keep: int, gone: int, *, force: bool = False) -> IdentityMerged:
+    """Make one person of two: ``gone``'s history moves to ``keep``. Two people seen on screen
+    together are refused (:class:`ConflictError`) unless ``force``: one was a picture of the
+    other, say."""
+    if not force and gone in gallery.store.cannot_link(keep):
+        raise ConflictError(f"{Gallery.label(keep)} and {Gallery.label(gone)} were on screen "
+                            "together, so they are two people; force the merge only if one was "
+                            "a picture or reflection of the other")
     gallery.merge(keep, gone)
     return IdentityMerged(person=Gallery.label(keep), merged=Gallery.label(gone),
                           time=time.time())

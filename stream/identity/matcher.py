@@ -234,6 +234,7 @@ class Identifier:
             track.identity = decision.identity
             if len(good):
                 self._remember(track, good)
+            self._keep_apart(decision.identity, exclude)
             return True
         if decision.verdict is Verdict.NEW:
             try:
@@ -244,8 +245,19 @@ class Identifier:
                 log.warning("cannot create a person now (%s); track %d waits", error,
                             track.number)
                 return False
+            self._keep_apart(track.identity, exclude)
             return True
         return False
+
+    def _keep_apart(self, identity: int, others: set[int]) -> None:
+        """Record in the gallery that ``identity`` was on screen together with ``others`` (the
+        identities its decision excluded): cannot-link pairs, never to be merged."""
+        try:
+            for other in others - {identity}:
+                self.gallery.store.add_cannot_link(identity, other)
+        except StorageError as error:  # the matcher still excludes them while both are here
+            log.warning("cannot record now that %s is not %s (%s)", Gallery.label(identity),
+                        Gallery.label(other), error)
 
     def _remember(self, track: Track, vectors: FloatArray) -> None:
         """Add the template of ``vectors`` (good faces of ``track``) to its identity; when the

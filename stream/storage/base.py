@@ -2,9 +2,10 @@
 records it returns.
 
 A store holds identities, their exemplar embeddings (with the face each came from, for
-re-embedding), appearances and "not this person" marks. Every method is its own transaction
-unless called inside :meth:`GalleryStore.transaction`, so a process killed at any moment leaves
-the store as of its last completed change. A store knows nothing of FAISS or the models:
+re-embedding), appearances, "not this person" marks and cannot-link pairs (identities seen on
+screen together). Every method is its own transaction unless called inside
+:meth:`GalleryStore.transaction`, so a process killed at any moment leaves the store as of its
+last completed change. A store knows nothing of FAISS or the models:
 :class:`stream.identity.gallery.Gallery` keeps its index in step with the store, and learns of
 the changes others made through :meth:`GalleryStore.changes_since`. A write the store cannot
 make now (a full disk) raises :class:`~stream.errors.StorageError` and keeps nothing of it.
@@ -248,6 +249,18 @@ class GalleryStore(Protocol):
 
     def appearances(self, identity: int | None = None) -> list[AppearanceRecord]:
         """The appearances of ``identity`` (of everyone with ``None``), by start time."""
+        ...
+
+    # Seen together: two people
+
+    def add_cannot_link(self, first: int, second: int) -> None:
+        """``first`` and ``second`` were on screen together (one frame of one camera): they are
+        two people, never to be merged. Recording a pair again is harmless."""
+        ...
+
+    def cannot_link(self, identity: int) -> frozenset[int]:
+        """The identities seen on screen together with ``identity``. A merge gives the kept
+        identity those of the one merged into it."""
         ...
 
     # "Not this person"

@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS rejections (
     identity INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
     vector BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cannot_link (  -- seen on screen together: two people
+    first INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    second INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    PRIMARY KEY (first, second),
+    CHECK (first < second)
+);
+CREATE INDEX IF NOT EXISTS cannot_link_second ON cannot_link(second);
 CREATE TABLE IF NOT EXISTS changes (  -- no foreign key: deleted identities are changes too
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     identity INTEGER NOT NULL,
@@ -331,6 +338,10 @@ class SQLiteStore:
             for table in ("exemplars", "appearances", "rejections"):
                 self._db.execute(f"UPDATE {table} SET identity = ? WHERE identity = ?",
                                  (keep, gone))
+            self._db.execute(
+                "INSERT OR IGNORE INTO cannot_link SELECT MIN(?1, other), MAX(?1, other) FROM"
+                " (SELECT IIF(first = ?2, second, first) AS other FROM cannot_link"
+                "  WHERE ?2 IN (first, second)) WHERE other != ?1", (keep, gone))
             self.seen(keep, last_seen)
             self.delete_identity(gone)
             self._touch(keep)
@@ -509,6 +520,25 @@ class SQLiteStore:
             "SELECT id, identity, source, start, end FROM appearances"
             " WHERE ? IS NULL OR identity = ? ORDER BY start", (identity, identity))
         return [AppearanceRecord(*row) for row in rows]
+
+    # Seen together: two people
+
+    def add_cannot_link(self, first: int, second: int) -> None:
+        """``first`` and ``second`` were on screen together: two people, never to be merged
+        (not recorded when one of them is gone: another process removed them)."""
+        if first == second:
+            raise ValueError(f"p{first} cannot be kept apart from themselves")
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO cannot_link SELECT ?1, ?2"
+                " WHERE (SELECT COUNT(*) FROM identities WHERE id IN (?1, ?2)) = 2",
+                (min(first, second), max(first, second)))
+
+    def cannot_link(self, identity: int) -> frozenset[int]:
+        """The identities seen on screen together with ``identity``."""
+        return frozenset(row[0] for row in self._db.execute(
+            "SELECT IIF(first = ?1, second, first) FROM cannot_link"
+            " WHERE ?1 IN (first, second)", (identity,)))
 
     # "Not this person"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.errors import GalleryError, NotFoundError, StorageError
+from stream.errors import ConflictError, GalleryError, NotFoundError, StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import MatchSettings, Verdict, decide
 from stream.pipeline.appearances import OpenAppearance
@@ -121,6 +121,31 @@ def test_not_this_person_is_respected(tmp_path: Path) -> None:
                   exclude=set()).verdict is Verdict.NEW
     assert decide(reopened, track_of(1, 3), SETTINGS, final=False,
                   exclude=set()).verdict is Verdict.NEW
+
+
+def test_people_seen_together_stay_two_unless_forced(tmp_path: Path) -> None:
+    from stream import gallery_admin
+
+    gallery = opened(tmp_path / "gallery.db")
+    ada, bob, cy = (gallery.create(np.stack([near(i)])) for i in range(3))
+    gallery.store.add_cannot_link(bob, ada)
+    gallery.store.add_cannot_link(ada, bob)  # again: harmless
+    gallery.store.close()
+    gallery = opened(tmp_path / "gallery.db")  # the pair is kept
+    assert gallery.store.cannot_link(ada) == {bob} and gallery.store.cannot_link(bob) == {ada}
+    with pytest.raises(ConflictError, match="p1 and p2 were on screen together, so they are "
+                       "two people"):
+        gallery_admin.merge(gallery, ada, bob)
+    assert bob in gallery
+
+    gallery_admin.merge(gallery, cy, ada)  # cy takes ada's pairs
+    assert gallery.store.cannot_link(cy) == {bob} and gallery.store.cannot_link(bob) == {cy}
+    with pytest.raises(ConflictError):
+        gallery_admin.merge(gallery, bob, cy)
+    gallery_admin.merge(gallery, bob, cy, force=True)
+    assert len(gallery) == 1 and gallery.store.cannot_link(bob) == frozenset()
+    gallery.store.add_cannot_link(bob, 99)  # someone gone: not recorded
+    assert gallery.store.cannot_link(bob) == frozenset()
 
 
 def test_retention_removes_only_unnamed_people_not_seen_lately(tmp_path: Path) -> None:

@@ -154,6 +154,22 @@ def test_identifier_keeps_one_id_across_an_absence_and_separates_people() -> Non
     assert len(identifier.gallery) == 2
 
 
+def test_people_on_screen_together_are_remembered_as_two_and_others_are_not() -> None:
+    gallery = in_memory()
+    identifier = Identifier(gallery, SETTINGS, max_gap_s=0.5)
+    for frame in range(30):  # 0 all along, 1 beside them from frame 10
+        faces = [obs(frame, (0, 0, 50, 50), near(0))]
+        if frame >= 10:
+            faces.append(obs(frame, (200, 0, 250, 50), near(1)))
+        identifier.observe(frame / 10, faces)
+    for frame in range(40, 50):  # 2 once they have gone
+        identifier.observe(frame / 10, [obs(frame, (400, 0, 450, 50), near(2))])
+    identifier.finish()
+    assert len(gallery) == 3
+    assert gallery.store.cannot_link(1) == {2} and gallery.store.cannot_link(2) == {1}
+    assert gallery.store.cannot_link(3) == frozenset()
+
+
 def test_sure_continuations_skip_only_unambiguous_identified_faces() -> None:
     tracker = Tracker(link_distance=0.6, strict_distance=0.5, max_gap_s=1.0, max_reuse_s=0.35)
     tracks, _ = tracker.update(0.0, [obs(0, (0, 0, 50, 50), near(0)),

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from stream import gallery_admin
-from stream.errors import GalleryError
+from stream.errors import ConflictError, GalleryError
 from stream.identity.gallery import Gallery
 from stream.service.bus import EventBus
 from stream.service.http.auth import ApiError
@@ -59,8 +59,11 @@ class Rename(_Body):
 
 
 class Merge(_Body):
-    usage = 'give {"other": "p4"}: the person merged into this one'
+    usage = ('give {"other": "p4"}: the person merged into this one, and "force": true to '
+             'merge two people seen on screen together')
     other: str = Field(description="the person merged into this one, such as p4")
+    force: bool = Field(False, description="merge even if the two were on screen together "
+                        "(one was a picture or reflection of the other)")
 
 
 class Split(_Body):
@@ -216,7 +219,8 @@ class PersonsApi:
             "The person's best face", jpeg("a JPEG")))
         api.add("POST", f"{person}/merge", self.merge, _change(
             "Merge another person into this one", IdentityMerged, Merge,
-            conflict="the other person is this one"))
+            conflict="the other person is this one, or was on screen together with this one "
+            "(give force)"))
         api.add("POST", f"{person}/split", self.split, _change(
             "Move exemplars and appearances of the person to a new person", IdentitySplit,
             Split))
@@ -305,13 +309,17 @@ class PersonsApi:
     async def merge(self, request: Request) -> Response:
         """``POST /api/persons/{id}/merge`` with ``{"other": "p4"}``: p4 becomes {id}."""
         keep = _path_identity(request)
-        gone = _number((await _body(request, Merge)).other, 400)
+        body = await _body(request, Merge)
+        gone = _number(body.other, 400)
         if gone == keep:
             raise ApiError(409, f"cannot merge {Gallery.label(keep)} with itself")
 
         def merge(gallery: Gallery) -> Event:
             _require(gallery, gone)
-            return gallery_admin.merge(gallery, keep, gone)
+            try:
+                return gallery_admin.merge(gallery, keep, gone, force=body.force)
+            except ConflictError as error:
+                raise ApiError(409, str(error)) from None
         return await self._change(keep, merge)
 
     async def split(self, request: Request) -> Response:
