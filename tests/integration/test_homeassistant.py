@@ -83,7 +83,7 @@ def test_a_named_person_is_home_while_seen_and_entities_follow_the_gallery(
     async def scenario() -> None:
         bus = EventBus()
         publisher = new_sink(settings(mosquitto, **DISCOVERY), cameras=["front", "back"],
-                             names={"p1": "Ada"})
+                             people={"p1": "Ada"})
         with Subscriber(mosquitto, "#") as ha:
             task = start(publisher, bus)
             await ha.wait_for_async(on_topic("fs/status/node-1", "online"))
@@ -172,7 +172,7 @@ def test_entities_of_people_no_longer_named_are_removed_at_start(mosquitto: Brok
                                     retain=True).wait_for_publish(5)
 
     async def scenario() -> None:
-        publisher = new_sink(settings(mosquitto, discovery=True), names={"p1": "Ada"})
+        publisher = new_sink(settings(mosquitto, discovery=True), people={"p1": "Ada"})
         with Subscriber(mosquitto, "homeassistant/#") as ha:
             task = start(publisher, EventBus())
             await ha.wait_for_async(lambda m: m.topic == stale and not m.payload)

@@ -462,3 +462,24 @@ def test_two_galleries_on_one_broker_keep_their_own_person_states(
         assert sinks[2].gallery == "shop"
 
     run(scenario())
+
+
+def test_people_removed_while_no_sink_ran_are_cleared_at_start(mosquitto: Broker) -> None:
+    kept = {"person": "p7", "name": None, "present": False, "camera": "front", "seq": 3}
+    with Subscriber(mosquitto, "fs/#") as earlier:  # what an earlier run left on the broker
+        for person in ("p7", "p8"):
+            earlier._client.publish(f"fs/g1/persons/{person}",
+                                    json.dumps({**kept, "person": person}), qos=1,
+                                    retain=True).wait_for_publish(5)
+
+    async def scenario() -> None:
+        publisher = new_sink(settings(mosquitto), people={"p7": None, "p9": "Ada"})
+        with Subscriber(mosquitto, "fs/g1/persons/#") as live:
+            task = start(publisher, EventBus())
+            await live.wait_for_async(on_topic("fs/g1/persons/p8", ""))
+            await publisher.close()
+            await task
+        assert {topic: json.loads(payload) for topic, payload in retained(mosquitto).items()} \
+            == {"fs/g1/persons/p7": kept}
+
+    run(scenario())

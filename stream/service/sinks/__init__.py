@@ -45,9 +45,9 @@ def build_sinks(config: ServiceConfig, metrics: Metrics, gallery: Gallery) -> li
     (call before the model thread uses ``gallery``)."""
     sinks: list[Sink] = []
     if config.mqtt is not None:
-        names = {gallery.label(record.id): record.name for record in gallery.store.identities()
-                 if record.name is not None}
+        people = {gallery.label(record.id): record.name
+                  for record in gallery.store.identities()}
         sinks.append(MqttSink(config.mqtt, node=config.node, gallery=gallery.store.gallery_id,
-                              cameras=[camera.name for camera in config.cameras], names=names,
+                              cameras=[camera.name for camera in config.cameras], people=people,
                               metrics=metrics))
     return sinks

@@ -69,8 +69,10 @@ class _Camera:
 class MqttSink:
     """Publishes the events of one subscription to the broker of ``settings``, until the sink
     is left (or :meth:`close`), as the process ``node`` of the gallery ``gallery`` (its ID, or
-    ``settings.gallery_name`` when set). ``cameras`` have a state (and a Home Assistant device)
-    from the start; ``names`` are the gallery's named people (ID -> name) when the sink starts.
+    ``settings.gallery_name`` when set: :attr:`gallery`). ``cameras`` have a state (and a Home
+    Assistant device) from the start. ``people`` are the gallery's people when the sink starts
+    (ID -> name or ``None``): the broker's states and entities of anyone else are cleared at
+    the first connection (they were removed while no sink was running); without it, they stay.
 
     ``connected`` says whether a broker connection is up, ``published`` counts MQTT messages
     acknowledged (events, person states and status), ``reconnects`` counts connections made after
@@ -80,7 +82,7 @@ class MqttSink:
     consumer = "mqtt"
 
     def __init__(self, settings: MqttSettings, *, node: str, gallery: str,
-                 cameras: Iterable[str] = (), names: Mapping[str, str] | None = None,
+                 cameras: Iterable[str] = (), people: Mapping[str, str | None] | None = None,
                  metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.queue = settings.queue
@@ -95,8 +97,9 @@ class MqttSink:
                                     availability=self._status_topic) \
             if settings.discovery else None
         self._cameras = {camera: _Camera() for camera in cameras}
-        self._dirty_cameras = set(self._cameras)  # their states, still to be sent
-        self._names = dict(names or {})  # the named people: ID -> name
+        self._dirty_cameras: set[str] = set()  # their states, still to be sent
+        self._known = None if people is None else set(people)  # the gallery's, at the start
+        self._names = {person: name for person, name in (people or {}).items() if name}
         self._announced: dict[str, str] = {}  # the person configs on the broker: ID -> name
         self._configs: set[str] = set()  # retained person config topics, while correcting
         self._snapshots: dict[str, set[str]] = {}  # person -> cameras of retained snapshots
@@ -263,21 +266,18 @@ class MqttSink:
                 await self._publish(client, topic, "", retain=True)
         for person, payload in stale.items():
             if person in self._persons:
-                continue  # this run's state, sent again below
-            if person in self._removed:
+                continue  # this run's state, sent again by _announce
+            if person in self._removed or (self._known is not None
+                                           and person not in self._known):
                 self._to_clear.add(person)
                 continue
             try:
                 state = json.loads(payload)
             except ValueError:
                 continue
-            if not isinstance(state, dict):
-                continue
-            if state.get("present") is True:
-                state = {**state, "present": False}
-                await self._publish(client, self._person_topic(person), _json(state),
-                                    retain=True)
-            self._persons[person] = state
+            if isinstance(state, dict):  # sent again by _announce, absent
+                self._persons[person] = {**state, "present": False} \
+                    if state.get("present") is True else state
         self._corrected = True
 
     async def _announce(self, client: aiomqtt.Client) -> None:
