@@ -141,8 +141,39 @@ class SourceSettings(_Retrying):
 Backend = Literal["auto", "torch", "onnx"]
 
 
+class GateSettings(_Strict):
+    """The quality gate: what a face needs to create a person or to confirm one."""
+
+    min_score: float = Field(0.95, ge=0.5, le=1, description="detection score: surely a face "
+                             "(hands and clothes score lower); faces under it never make an "
+                             "event")
+    min_face_px: int = Field(40, ge=12, le=4096, description="shorter side of the face box, in "
+                             "frame pixels")
+    min_sharpness: float = Field(3.0, ge=0, le=10000, description="variance of the Laplacian "
+                                 "of the face's centre (grey levels 0..255)")
+    relative_sharpness: float = Field(0.4, ge=0, le=1, description="and at least this share "
+                                      "of the source's typical face sharpness: a focus or "
+                                      "motion blur fails, a uniformly soft video does not")
+    min_brightness: float = Field(45.0, ge=0, le=255, description="mean grey level of the "
+                                  "face's centre (0..255)")
+
+
+class RecallSettings(_Strict):
+    """Faces short of the gate, smaller or softer, that may still join a person already known
+    (never create one), when a track has enough of them and they are clearly that person."""
+
+    min_face_px: int = Field(20, ge=12, le=4096, description="shorter side of the face box, "
+                             "in frame pixels")
+    relative_sharpness: float = Field(0.2, ge=0, le=1, description="share of the source's "
+                                      "typical face sharpness")
+    faces: int = Field(6, ge=1, le=1000, description="such faces (or better) a track needs "
+                       "before it may join a person")
+    under: float = Field(0.06, ge=0, lt=1, description="their template must be this much "
+                         "nearer the person than the threshold")
+
+
 class EngineSettings(_Strict):
-    """The models and the device."""
+    """The models, the device and the face quality needed for identities."""
 
     embedder: str | None = Field(
         None, description=f"face embedder: {', '.join(EMBEDDERS)} (default: {PREFERRED} when "
@@ -153,6 +184,11 @@ class EngineSettings(_Strict):
                         description="auto, cpu, cuda or cuda:N")
     detect_width: int | None = Field(640, ge=64, le=8192, description="frames are scaled to "
                                      "this width for detection (null: full size)")
+    min_face_px: int = Field(40, ge=12, le=4096, description="the smallest face the detector "
+                             "looks for (shorter side, frame pixels); it still finds many a "
+                             "little smaller, never under 12 pixels at detect_width")
+    gate: GateSettings = GateSettings()
+    recall: RecallSettings = RecallSettings()
     threshold: float | None = Field(None, gt=0, lt=2, description="identity distance threshold "
                                     "(null: the embedder's calibrated one)")
     max_batch_frames: int = Field(8, ge=1, le=64, description="frames batched through the "
@@ -167,6 +203,18 @@ class EngineSettings(_Strict):
         if name is not None and name not in EMBEDDERS:
             raise ValueError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
         return name
+
+    @model_validator(mode="after")
+    def _recall_below_gate(self) -> EngineSettings:
+        gate, recall = self.gate, self.recall
+        if recall.min_face_px > gate.min_face_px:
+            raise ValueError(f"recall.min_face_px ({recall.min_face_px}) must be at most "
+                             f"gate.min_face_px ({gate.min_face_px}): recall takes faces the "
+                             "gate refuses")
+        if recall.relative_sharpness > gate.relative_sharpness:
+            raise ValueError(f"recall.relative_sharpness ({recall.relative_sharpness}) must be "
+                             f"at most gate.relative_sharpness ({gate.relative_sharpness})")
+        return self
 
 
 class GallerySettings(_Strict):

@@ -71,6 +71,16 @@ class Faces:
         return Faces(self.boxes * factor, self.scores, self.landmarks * factor)
 
 
+@dataclass(frozen=True)
+class GateMiss:
+    """The first limit of the quality gate a face missed: which (``score``, ``size`` (the
+    shorter side, pixels), ``sharpness`` or ``brightness``), the face's value and the limit."""
+
+    check: str
+    value: float
+    limit: float
+
+
 # Events: what the live service publishes and the file report is built from. Built by pure
 # stages with plain numbers (wall-clock seconds, face crops as pixels); ``stream.codec`` turns
 # them into JSON (ISO times, base64 JPEG) once, at the sinks.

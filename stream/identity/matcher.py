@@ -7,7 +7,9 @@ exemplars of the track's template vote by identity; a known identity needs its n
 under the embedder's threshold, the most votes, and a margin over the second-best identity. A
 new identity needs enough good faces and a distance clearly over the threshold; anything between
 waits for more evidence, until the track has waited long enough or ends, when the threshold
-alone decides.
+alone decides. Faces short of the quality gate, smaller or softer but still recognisable
+(``fair``), never create anyone; a track of enough of them clearly nearer one known person than
+the threshold joins that person.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy.typing as npt
 from stream.errors import StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.track import Observation, Track, Tracker, template
-from stream.types import FloatArray
+from stream.types import FloatArray, GateMiss
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Decision:
     verdict: Verdict
     identity: int | None  # for KNOWN
     distance: float  # the track's distance to the best identity (inf when the gallery is empty)
+    reason: str = ""  # what decided it, or what it waits for, with the numbers (for --debug)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class MatchSettings:
     close_band: float = 0.03
     shrink: float = 0.03  # the threshold falls by this per e-fold of faces (threshold_for)
     min_face_score: float = 0.95  # the quality gate's detection score: a face, surely
+    # A track of faces short of the gate (``fair``: smaller, softer) may join a known person
+    # with this many of them, their template this much under the threshold (see recall()).
+    recall_faces: int = 6
+    recall_under: float = 0.06
     exemplar_faces: int = 10  # an identified track adds a template of each this many good faces
 
     def __post_init__(self) -> None:
@@ -102,24 +109,56 @@ def evidence_needed(distance: float, threshold: float, settings: MatchSettings
     return faces, settings.margin * (1.0 + closeness)
 
 
+_MISSED = {"score": "under score {limit:.2f} (best {best:.2f})",
+           "size": "under {limit:.0f} px (largest {best:.0f})",
+           "sharpness": "blurred (sharpness under {limit:.1f}, best {best:.1f})",
+           "brightness": "dark (brightness under {limit:.0f}, best {best:.0f})"}
+
+
+def gate_misses(track: Track) -> str:
+    """Why the track's faces are not good, most common first: how many missed each limit of
+    the gate first, and the best of them ("18 under score 0.95 (best 0.93), 3 under 40 px
+    (largest 36)"); empty when every face passed."""
+    by_check: dict[str, list[GateMiss]] = {}
+    for obs in track.observations:
+        if obs.miss is not None:
+            by_check.setdefault(obs.miss.check, []).append(obs.miss)
+    parts = []
+    for check, misses in sorted(by_check.items(), key=lambda item: -len(item[1])):
+        best = max(misses, key=lambda miss: miss.value)
+        text = _MISSED.get(check, check + " under {limit:.2f} (best {best:.2f})")
+        parts.append(f"{len(misses)} " + text.format(limit=best.limit, best=best.value))
+    return ", ".join(parts)
+
+
+def _ranked(gallery: Gallery, query: FloatArray, settings: MatchSettings, threshold: float,
+            exclude: set[int]) -> tuple[list[tuple[float, int]], dict[int, tuple[float, int]]]:
+    """The identities ``query`` may be, nearest first, and each one's (distance, votes): not
+    those in ``exclude``, nor those that rejected a face like it."""
+    reach = threshold + settings.uncertain_band
+    found = {i: c for i, c in candidates(gallery, query, settings.neighbours, reach).items()
+             if i not in exclude and not gallery.rejected(i, query, threshold)}
+    return sorted((distance, identity) for identity, (distance, _) in found.items()), found
+
+
 def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bool,
            exclude: set[int]) -> Decision:
     """The decision for a track not yet assigned. ``final``: the track has ended, decide now.
     ``exclude``: identities on screen at the same time as this track (they cannot be it).
 
     Only faces the detector is sure of (``min_face_score``) count: a track of anything else
-    (hands, a dress) is never decided."""
+    (hands, a dress) is never decided. Faces short of the gate may still find a known person
+    (:func:`recall`)."""
     good = track.embeddings(good_only=True)
     faces = [obs.embedding for obs in track.observations
              if obs.embedding is not None and obs.score >= settings.min_face_score]
     if not len(good) and len(faces) < settings.min_evidence:
-        return Decision(Verdict.WAIT, None, float("inf"))
+        return Decision(Verdict.WAIT, None, float("inf"),
+                        f"needs {settings.min_evidence} good faces (has 0)")
     query = template(good if len(good) else np.stack(faces))
     threshold = threshold_for(len(good), settings)
     reach = threshold + settings.uncertain_band
-    found = {i: c for i, c in candidates(gallery, query, settings.neighbours, reach).items()
-             if i not in exclude and not gallery.rejected(i, query, threshold)}
-    ranked = sorted((distance, identity) for identity, (distance, _) in found.items())
+    ranked, found = _ranked(gallery, query, settings, threshold, exclude)
     best_distance, best = ranked[0] if ranked else (float("inf"), None)
     second = ranked[1][0] if len(ranked) > 1 else float("inf")
     most_votes = max((votes for _, votes in found.values()), default=0)
@@ -127,20 +166,72 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
     clear_winner = (best is not None and second - best_distance >= margin
                     and found[best][1] >= most_votes)
     under = best is not None and best_distance < threshold
+    name = "nobody" if best is None else Gallery.label(best)
+    match = f"{name} at {best_distance:.3f}, under {threshold:.3f} with {len(good)} good faces"
     if under and clear_winner and len(good) >= needed:
-        return Decision(Verdict.KNOWN, best, best_distance)
+        return Decision(Verdict.KNOWN, best, best_distance, match)
     enough = len(good) >= settings.min_evidence
     if enough and best_distance >= reach:
-        return Decision(Verdict.NEW, None, best_distance)
+        return Decision(Verdict.NEW, None, best_distance, f"nearest {name} at "
+                        f"{best_distance:.3f}, over {reach:.3f}")
     if final or len(good) >= settings.patience:
         # Out of patience. A known person needs the evidence its closeness asks for, or a
         # clear match (then faces too small or soft to create anyone may still be them).
         # Wrongly merging two people corrupts an identity for good; a split is the lesser error.
         if under and (len(good) >= needed or best_distance < threshold - settings.close_band):
-            return Decision(Verdict.KNOWN, best, best_distance)
+            return Decision(Verdict.KNOWN, best, best_distance, match)
         if enough:
-            return Decision(Verdict.NEW, None, best_distance)
-    return Decision(Verdict.WAIT, None, best_distance)
+            return Decision(Verdict.NEW, None, best_distance, f"nearest {name} at "
+                            f"{best_distance:.3f}, not matched")
+    recalled = recall(gallery, track, settings, exclude)
+    if recalled is not None and recalled.verdict is Verdict.KNOWN:
+        return recalled
+    if under and not clear_winner:
+        runner = ranked[1][1] if len(ranked) > 1 else None
+        why = (f"{name} at {best_distance:.3f}, {Gallery.label(runner)} at {second:.3f}: "
+               f"needs a margin of {margin:.3f}" if runner is not None and
+               second - best_distance < margin else f"{name} at {best_distance:.3f} has fewer "
+               "votes than another")
+    elif under:
+        why = f"{name} at {best_distance:.3f}, needs {needed} good faces (has {len(good)})"
+    elif best_distance < reach:
+        why = (f"{name} at {best_distance:.3f}, needs under {threshold:.3f} to match, or over "
+               f"{reach:.3f} (and {settings.min_evidence} good faces) for a new person "
+               f"(has {len(good)})")
+    else:
+        why = f"a new person needs {settings.min_evidence} good faces (has {len(good)})"
+    if recalled is not None:
+        why += f"; {recalled.reason}"
+    return Decision(Verdict.WAIT, None, best_distance, why)
+
+
+def recall(gallery: Gallery, track: Track, settings: MatchSettings, exclude: set[int]
+           ) -> Decision | None:
+    """A known person for a track of faces short of the gate but fit (``fair``: smaller or
+    softer, yet recognisable), never a new one: it needs ``recall_faces`` of them, their
+    template ``recall_under`` nearer the person than the threshold for that many faces, and a
+    clear win over the next person. ``None`` when the track has too few such faces; a WAIT
+    saying why when they are not clear enough."""
+    fair = [obs.embedding for obs in track.observations
+            if obs.fair and obs.embedding is not None]
+    if len(fair) < settings.recall_faces:
+        return None
+    query = template(fair)
+    threshold = threshold_for(len(fair), settings)
+    bar = threshold - settings.recall_under
+    ranked, found = _ranked(gallery, query, settings, threshold, exclude)
+    if not ranked:
+        return Decision(Verdict.WAIT, None, float("inf"), f"{len(fair)} fair faces, nobody "
+                        "near")
+    distance, best = ranked[0]
+    second = ranked[1][0] if len(ranked) > 1 else float("inf")
+    most_votes = max(votes for _, votes in found.values())
+    text = f"{len(fair)} fair faces: {Gallery.label(best)} at {distance:.3f}"
+    if (distance < bar and second - distance >= 2 * settings.margin
+            and found[best][1] >= most_votes):
+        return Decision(Verdict.KNOWN, best, distance, f"{text}, under {bar:.3f}")
+    return Decision(Verdict.WAIT, None, distance, f"{text}, needs under {bar:.3f} and a "
+                    f"margin of {2 * settings.margin:.3f}")
 
 
 class Identifier:
@@ -222,12 +313,14 @@ class Identifier:
                    if other is not track and other.identity is not None
                    and not frames.isdisjoint(other.frames)}
         decision = decide(self.gallery, track, self.settings, final=final, exclude=exclude)
-        if decision.verdict is not Verdict.WAIT or final:
-            log.debug("track %d at %.2f s (%d faces, %d good): %s%s, distance %.3f",
-                      track.number, track.observations[0].t, len(track.observations),
-                      sum(obs.good for obs in track.observations), decision.verdict.value,
-                      "" if decision.identity is None else f" {Gallery.label(decision.identity)}",
-                      decision.distance)
+        faces = len(track.observations)
+        # A waiting track is told of at 2, 4, 8, ... faces: a few lines however long it waits.
+        if decision.verdict is not Verdict.WAIT or final or (
+                faces >= self.settings.min_evidence and faces & (faces - 1) == 0):
+            misses = gate_misses(track)
+            log.debug("track %d at %.2f s (%d faces, %d good%s): %s: %s", track.number,
+                      track.observations[0].t, faces, sum(obs.good for obs in track.observations),
+                      f": {misses}" if misses else "", decision.verdict.value, decision.reason)
         good = track.embeddings(good_only=True)
         if decision.verdict is Verdict.KNOWN:
             assert decision.identity is not None
@@ -277,4 +370,4 @@ class Identifier:
 
 
 __all__ = ["Decision", "Identifier", "MatchSettings", "Verdict", "candidates", "decide",
-           "evidence_needed", "template", "threshold_for"]
+           "evidence_needed", "gate_misses", "recall", "template", "threshold_for"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from stream.types import FloatArray
+from stream.types import FloatArray, GateMiss
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +26,8 @@ class Observation:
     quality: float  # higher is better; used to pick thumbnails and exemplars
     good: bool  # passed the quality gate: may create or confirm an identity
     face: int = 0  # its index among the faces found on its frame
+    fair: bool = False  # good, or short of the gate but fit to join a known person
+    miss: GateMiss | None = None  # why it is not good: the gate's first limit it missed
 
 
 @dataclass(eq=False)

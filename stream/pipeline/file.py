@@ -140,7 +140,8 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
                                    version=embedder.version)
             cleanup.callback(gallery.store.close)
             lane = identifying_lane(LANE, gallery, threshold=engine.threshold or
-                                    embedder.threshold, events=config.events, source=source)
+                                    embedder.threshold, events=config.events, source=source,
+                                    engine=engine)
             if config.gallery is not None:
                 recorder = AppearanceRecorder(gallery, wall_clock=False)
         else:

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from stream.config import EventSettings
+from stream.config import EngineSettings, EventSettings
 from stream.errors import NotFoundError, StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings
@@ -79,7 +79,8 @@ def observations(result: FrameFaces) -> list[Observation]:
     return [Observation(result.frame.index, result.frame.t, result.faces.boxes[i],
                         float(result.faces.scores[i]),
                         result.embeddings[i] if result.embedded[i] else None,
-                        float(result.quality[i]), bool(result.good[i]), i)
+                        float(result.quality[i]), bool(result.good[i]), i,
+                        bool(result.fair[i]), result.misses[i])
             for i in range(len(result.faces))]
 
 
@@ -228,10 +229,12 @@ def who(person: str, name: str | None) -> str:
 
 
 def identifying_lane(name: str, gallery: Gallery, *, threshold: float, events: EventSettings,
-                     source: str) -> Lane:
+                     source: str, engine: EngineSettings | None = None) -> Lane:
     """A lane deciding identities against ``gallery`` (the product's way). ``source`` (camera
-    or file) is recorded with each exemplar."""
-    settings = MatchSettings(threshold=threshold)
+    or file) is recorded with each exemplar; ``engine`` gives the gate and recall settings."""
+    engine = engine or EngineSettings()
+    settings = MatchSettings(threshold=threshold, min_face_score=engine.gate.min_score,
+                             recall_faces=engine.recall.faces, recall_under=engine.recall.under)
     identifier = Identifier(gallery, settings, source=source)
 
     def name_of(identity: int) -> str | None:

@@ -93,7 +93,8 @@ class Engine:
         self.threshold = engine.threshold or worker.embedder.threshold
         self._cameras = [
             _Camera(camera, identifying_lane(camera.name, gallery, threshold=self.threshold,
-                                             events=events, source=f"camera:{camera.name}"),
+                                             events=events, source=f"camera:{camera.name}",
+                                             engine=engine),
                     wall_clock=camera.config.kind != "file" or camera.config.realtime)
             for camera in cameras]
         self._recorder = AppearanceRecorder(gallery, wall_clock=True)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from stream.config import EngineSettings
-from stream.types import Faces, FloatArray, Frame
+from stream.types import Faces, FloatArray, Frame, GateMiss
 from stream.vision import backends
 from stream.vision.detect import FaceDetector, MtcnnDetector
 from stream.vision.embed import Embedder
@@ -35,6 +35,17 @@ class QualityGate:
     # fails it, while a uniformly soft (compressed, low-resolution) video still gets faces.
     relative_sharpness: float = 0.4
     min_brightness: float = 45.0  # mean grey level of the chip's centre (0..255)
+    # Short of the gate, smaller or softer, yet recognisable: such faces may join a known person
+    # (with more of them, nearer), never create one (``fair`` faces).
+    recall_min_face_px: int = 20
+    recall_relative_sharpness: float = 0.2
+
+    @classmethod
+    def from_settings(cls, engine: EngineSettings) -> QualityGate:
+        """The gate of ``engine.gate`` and ``engine.recall``."""
+        gate, recall = engine.gate, engine.recall
+        return cls(gate.min_score, gate.min_face_px, gate.min_sharpness, gate.relative_sharpness,
+                   gate.min_brightness, recall.min_face_px, recall.relative_sharpness)
 
 
 class SharpnessBaseline:
@@ -61,6 +72,8 @@ class FrameFaces:
     brightness: FloatArray  # (N,)
     good: npt.NDArray[np.bool_]  # (N,) passed the quality gate
     quality: FloatArray  # (N,) for ranking thumbnails and exemplars
+    fair: npt.NDArray[np.bool_]  # (N,) good, or short of it but fit to join a known person
+    misses: tuple[GateMiss | None, ...]  # (N,) the gate's first limit each face missed
 
 
 def exposure_gains(images: torch.Tensor, *, dark: float = 120.0, target: float = 200.0,
@@ -101,12 +114,13 @@ class VisionWorker:
     Call it from one thread only: that thread owns the models and the device.
     ``embedder`` is a name from :data:`~stream.vision.embedders.EMBEDDERS`; ``detector`` any
     :class:`~stream.vision.detect.FaceDetector` (default: MTCNN at ``detect_width``, looking for
-    faces of the gate's ``min_face_px``). ``backend`` runs the networks on torch or on ONNX
+    faces of ``min_face_px``, frame pixels). ``backend`` runs the networks on torch or on ONNX
     Runtime (``auto``: the faster one measured on the device; see :mod:`stream.vision.backends`).
     """
 
     def __init__(self, *, embedder: str = OFFLINE, device: torch.device | None = None,
                  detect_width: int | None = 640, gate: QualityGate | None = None,
+                 min_face_px: int = 40,
                  weights: Path | None = None, allow_download: bool = False,
                  detector: FaceDetector | None = None, backend: str = "auto") -> None:
         self.device = device or pick_device()
@@ -116,7 +130,7 @@ class VisionWorker:
                                                 allow_download=allow_download)
         if detector is None:
             mtcnn = MtcnnDetector(self.device, detect_width=detect_width,
-                                  min_face_px=self.gate.min_face_px)
+                                  min_face_px=min_face_px)
             if self.backend == "onnx":
                 mtcnn.nets = backends.mtcnn_nets(self.device, mtcnn.nets)
             detector = mtcnn
@@ -131,6 +145,7 @@ class VisionWorker:
         ``ModelError`` when weights are missing."""
         return cls(embedder=engine.embedder or default_embedder_name(),
                    device=pick_device(engine.device), detect_width=engine.detect_width,
+                   gate=QualityGate.from_settings(engine), min_face_px=engine.min_face_px,
                    weights=engine.weights, allow_download=engine.allow_download,
                    backend=engine.backend)
 
@@ -210,8 +225,19 @@ class VisionWorker:
         min_sharpness = max(gate.min_sharpness, gate.relative_sharpness * typical_sharpness)
         boxes = faces.boxes
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        good = (embedded & (faces.scores >= gate.min_score) & (sides >= gate.min_face_px)
-                & (sharpness >= min_sharpness) & (brightness >= gate.min_brightness))
+        checks = (("score", faces.scores, gate.min_score), ("size", sides, gate.min_face_px),
+                  ("sharpness", sharpness, min_sharpness),
+                  ("brightness", brightness, gate.min_brightness))
+        misses = tuple(None if not embedded[i] else next(
+            (GateMiss(name, float(values[i]), float(limit)) for name, values, limit in checks
+             if values[i] < limit), None) for i in range(len(faces)))
+        good = embedded & np.array([miss is None for miss in misses], np.bool_)
+        fair = good | (embedded & (faces.scores >= gate.min_score)
+                       & (sides >= gate.recall_min_face_px)
+                       & (sharpness >= max(gate.min_sharpness,
+                                           gate.recall_relative_sharpness * typical_sharpness))
+                       & (brightness >= gate.min_brightness))
         quality = (faces.scores * np.minimum(1.0, sides / 120.0)
                    * np.minimum(1.0, sharpness / max(typical_sharpness, 1e-6))).astype(np.float32)
-        return FrameFaces(frame, faces, vectors, embedded, sharpness, brightness, good, quality)
+        return FrameFaces(frame, faces, vectors, embedded, sharpness, brightness, good, quality,
+                          fair, misses)

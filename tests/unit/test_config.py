@@ -306,3 +306,34 @@ def test_any_yaml_is_a_config_or_one_line_that_names_what_is_wrong(
             assert message and "Traceback" not in message and str(path) in message
         else:
             assert config.cameras
+
+
+def test_gate_and_recall_are_settings_of_the_engine(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, CAMERAS, """\
+        engine:
+          min_face_px: 24
+          gate:
+            min_face_px: 48
+          recall:
+            faces: 8
+        """))
+    assert config.engine.min_face_px == 24
+    assert (config.engine.gate.min_face_px, config.engine.gate.min_score) == (48, 0.95)
+    assert (config.engine.recall.faces, config.engine.recall.min_face_px) == (8, 20)
+
+
+def test_recall_past_the_gate_names_both_fields(tmp_path: Path) -> None:
+    path = write(tmp_path, CAMERAS, """\
+        engine:
+          recall:
+            min_face_px: 50
+        """)
+    assert error(path) == (f"{path} line 4: engine: recall.min_face_px (50) must be at most "
+                           "gate.min_face_px (40): recall takes faces the gate refuses")
+    path = write(tmp_path, CAMERAS, """\
+        engine:
+          gate:
+            min_score: 1.5
+        """)
+    assert error(path) == (f"{path} line 6: engine.gate.min_score: Input should be less than "
+                           "or equal to 1")

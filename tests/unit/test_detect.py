@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stream.types import Faces
+from stream.config import EngineSettings, GateSettings
+from stream.types import Faces, Frame
 from stream.vision.detect import MtcnnDetector
+from stream.vision.executor import QualityGate, VisionWorker
 
 WIDTH = 960
 HEIGHT = 640
@@ -144,3 +146,28 @@ def test_eight_bit_frames_take_the_fast_path_and_find_the_same_people() -> None:
         assert len(clear) > 0
         overlaps = iou(clear.boxes, mine.boxes)
         assert (overlaps.max(axis=1) >= 0.8).all()
+
+
+def test_the_engine_settings_reach_the_detector_and_the_gate(weights: None) -> None:
+    engine = EngineSettings(embedder="dlib-resnet", device="cpu", min_face_px=24,
+                            gate=GateSettings(min_face_px=48))
+    worker = VisionWorker.from_settings(engine)
+    assert isinstance(worker.detector, MtcnnDetector) and worker.detector.min_face_px == 24
+    assert worker.gate == QualityGate.from_settings(engine) and worker.gate.min_face_px == 48
+    assert QualityGate() == QualityGate.from_settings(EngineSettings())  # one set of defaults
+
+
+def test_small_faces_are_found_and_fit_to_join_a_known_person_but_not_good(
+        weights: None) -> None:
+    from stream.vision.models import fetch
+
+    worker = VisionWorker.from_settings(EngineSettings(embedder="dlib-resnet", device="cpu",
+                                                       min_face_px=24))
+    photo = Image.open(fetch("face-api-samples") / "sample1.jpg").convert("RGB")
+    for width, good in ((640, True), (320, False)):  # faces about 60 and 30 px wide
+        image = np.array(photo.resize((width, width * 2 // 3)))
+        (found,) = worker.process([Frame(0, 0.0, image)])
+        assert len(found.faces) == 3 and found.fair.all()
+        assert found.good.tolist() == [good] * 3
+        expected = [None] * 3 if good else [("size", 40.0)] * 3
+        assert [miss and (miss.check, miss.limit) for miss in found.misses] == expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -12,10 +14,12 @@ from stream.identity.matcher import (
     Verdict,
     decide,
     evidence_needed,
+    gate_misses,
     threshold_for,
 )
 from stream.identity.track import Observation, Track, Tracker, box_iou
 from stream.storage import open_store
+from stream.types import GateMiss
 
 DIM = 16
 RNG = np.random.default_rng(7)
@@ -242,3 +246,70 @@ def test_a_track_of_things_the_detector_is_unsure_of_is_never_decided() -> None:
                                  near(0), 1.0, False) for i in range(10)])
     known = decide(gallery, sure, SETTINGS, final=True, exclude=set())
     assert known.verdict is Verdict.KNOWN  # small or soft faces may still be someone known
+
+
+def away(person: int, distance: float) -> np.ndarray:
+    """A face ``distance`` from ``person``'s centre, in a random direction."""
+    other = RNG.normal(size=DIM)
+    direction = unit(other - CENTRES[person] * (other @ CENTRES[person]))
+    angle = 2 * np.arcsin(distance / 2)
+    return unit(CENTRES[person] * np.cos(angle) + direction * np.sin(angle))
+
+
+def fair_track(faces: list[np.ndarray], number: int = 1) -> Track:
+    """Faces short of the gate (too small, say) but fit to join a known person."""
+    return Track(number, [Observation(i, i / 10, np.array((0, 0, 30, 30), np.float32), 0.99,
+                                      face, 0.5, False, fair=True,
+                                      miss=GateMiss("size", 30.0, 40.0))
+                          for i, face in enumerate(faces)])
+
+
+def test_small_faces_join_a_known_person_early_but_never_create_one() -> None:
+    gallery = in_memory()
+    gallery.create(np.stack([CENTRES[0]]))
+    # 0.3 from person 1: under the bar for 6 fair faces (0.5 - 0.03 ln 2 - 0.06 = 0.419)
+    close = [away(0, 0.3)] * 6
+    five = decide(gallery, fair_track(close[:5]), SETTINGS, final=False, exclude=set())
+    assert five.verdict is Verdict.WAIT
+    known = decide(gallery, fair_track(close), SETTINGS, final=False, exclude=set())
+    assert known.verdict is Verdict.KNOWN and known.identity == 1
+    assert known.reason == "6 fair faces: p1 at 0.300, under 0.419"
+    assert decide(gallery, fair_track(close), SETTINGS, final=False,
+                  exclude={1}).verdict is Verdict.WAIT  # p1 is on screen elsewhere
+    stranger = [near(2)] * 12
+    for final in (False, True):
+        decision = decide(gallery, fair_track(stranger), SETTINGS, final=final, exclude=set())
+        assert decision.verdict is Verdict.WAIT  # nobody is created from them
+
+
+def test_small_faces_near_the_threshold_wait() -> None:
+    gallery = in_memory()
+    gallery.create(np.stack([CENTRES[0]]))
+    track = fair_track([away(0, 0.45)] * 8)  # under the threshold, not clearly
+    decision = decide(gallery, track, SETTINGS, final=False, exclude=set())
+    assert decision.verdict is Verdict.WAIT
+    assert decision.reason.endswith("8 fair faces: p1 at 0.450, needs under 0.411 and a "
+                                    "margin of 0.060")
+
+
+def test_a_waiting_track_says_which_gate_its_faces_failed_and_what_the_match_needs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    gallery = in_memory()
+    gallery.create(np.stack([CENTRES[0]]))
+    identifier = Identifier(gallery, SETTINGS, max_gap_s=0.5)
+    face = away(0, 0.49)  # under the threshold, so close that it needs 7 good faces
+    misses = [GateMiss("score", 0.93, 0.95), GateMiss("score", 0.9, 0.95),
+              GateMiss("size", 36.0, 40.0), None, None, None]
+    caplog.set_level(logging.DEBUG, logger="stream.identity.matcher")
+    for i, miss in enumerate(misses):
+        identifier.observe(i / 10, [Observation(i, i / 10, np.array((0, 0, 50, 50), np.float32),
+                                                0.99, face, 1.0, miss is None, miss=miss)])
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "track 1 at 0.00 s (4 faces, 1 good: 2 under score 0.95 (best 0.93), 1 under 40 px "
+        "(largest 36)): wait: p1 at 0.490, needs 7 good faces (has 1)"]
+    assert not any("None" in line for line in lines)
+
+
+def test_gate_misses_of_a_track_of_good_faces_say_nothing() -> None:
+    assert gate_misses(track_of(0, 3)) == ""

@@ -41,7 +41,8 @@ def result(index: int, people: list[tuple[int, float]], *, cut: bool = False,
     good = scores >= 0.95
     return FrameFaces(Frame(index, index / 10, IMAGE, discontinuity=cut), faces, vectors,
                       np.ones(n, np.bool_), np.full(n, 10, np.float32),
-                      np.full(n, 100, np.float32), good, np.ones(n, np.float32))
+                      np.full(n, 100, np.float32), good, np.ones(n, np.float32), good,
+                      (None,) * n)
 
 
 def lane() -> Lane:
