@@ -149,7 +149,7 @@ def test_events_and_retained_person_states(mosquitto: Broker) -> None:
                 state = await late.wait_for_async(on_topic("fs/g1/persons/p1"))
                 status = await late.wait_for_async(on_topic("fs/status/node-1"))
             assert state.retain
-            assert state.json() == {"person": "p1", "name": None, "present": True,
+            assert state.json() == {"person": "p1", "node": NODE, "name": None, "present": True,
                                     "camera": "front", "appearance": "front-1",
                                     "last_event": "person.updated",
                                     "last_seen": wire(sent[1])["time"],
@@ -162,7 +162,8 @@ def test_events_and_retained_person_states(mosquitto: Broker) -> None:
             with Subscriber(mosquitto, "fs/g1/persons/#") as late:
                 state = await late.wait_for_async(on_topic("fs/g1/persons/p1"))
             assert state.retain
-            assert state.json() == {"person": "p1", "name": None, "present": False,
+            assert state.json() == {"person": "p1", "node": NODE, "name": None,
+                                    "present": False,
                                     "camera": "front", "appearance": "front-1",
                                     "last_event": "person.left", "last_seen": wire(gone)["end"],
                                     "thumbnail": THUMBNAIL, "seq": gone.seq}
@@ -481,5 +482,47 @@ def test_people_removed_while_no_sink_ran_are_cleared_at_start(mosquitto: Broker
             await task
         assert {topic: json.loads(payload) for topic, payload in retained(mosquitto).items()} \
             == {"fs/g1/persons/p7": kept}
+
+    run(scenario())
+
+
+def test_nodes_of_one_gallery_share_person_states_and_the_latest_sighting_wins(
+        mosquitto: Broker) -> None:
+    async def scenario() -> None:
+        lobby, park = EventBus(), EventBus()
+        first = new_sink(settings(mosquitto, client_id="first"), cameras=["lobby"])
+        second = new_sink(settings(mosquitto, client_id="second"), node="node-2",
+                          cameras=["park"])
+        with Subscriber(mosquitto, "fs/#") as live:
+            tasks = [start(first, lobby), start(second, park)]
+            for node in ("node-1", "node-2"):
+                await live.wait_for_async(on_topic(f"fs/status/{node}", "online"))
+            lobby.publish(appeared("p1", camera="lobby"))
+            await live.wait_for_async(on_topic("fs/g1/persons/p1", node="node-1"))
+            at_park = park.publish(appeared("p1", camera="park"))
+            await live.wait_for_async(on_topic("fs/g1/persons/p1", node="node-2"))
+            # Ada left the lobby before the park saw her: the lobby's state is not sent.
+            gone = lobby.publish(left("p1", camera="lobby"))
+            assert gone.end < at_park.time
+            after = lobby.publish(camera_status("lobby", "streaming"))
+            await live.wait_for_async(on_topic("fs/lobby/events", seq=after.seq))
+            states = live.matching(on_topic("fs/g1/persons/p1"))
+            assert states[-1].json() == {**states[-1].json(), "node": "node-2", "present": True,
+                                         "camera": "park"}
+            assert not live.matching(on_topic("fs/g1/persons/p1", node="node-1",
+                                              present=False))
+            # She leaves the park too: the park, which saw her last, says so.
+            park.publish(left("p1", camera="park"))
+            await live.wait_for_async(on_topic("fs/g1/persons/p1", node="node-2",
+                                               present=False))
+            # Back in the lobby later: the lobby's state wins again.
+            back = lobby.publish(appeared("p1", camera="lobby"))
+            await live.wait_for_async(on_topic("fs/g1/persons/p1", node="node-1",
+                                               seq=back.seq))
+            for publisher in (first, second):
+                await publisher.close()
+            await asyncio.gather(*tasks)
+        state = json.loads(retained(mosquitto)["fs/g1/persons/p1"])
+        assert state == {**state, "node": "node-1", "present": True, "seq": back.seq}
 
     run(scenario())

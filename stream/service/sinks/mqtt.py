@@ -13,7 +13,9 @@ own ID: each gallery on a broker has its own person states):
   count, and ``persons``) and who appeared last (``last_person``, ``last_name``, ``last_seen``);
 - ``<prefix>/<gallery>/persons/<person>``: retained JSON with each person's latest state (their
   ``name`` included, sent again when they are renamed), cleared (an empty retained message) once
-  the person is deleted, forgotten or merged into another;
+  the person is deleted, forgotten or merged into another. Nodes of one gallery share these
+  topics: the latest sighting wins (a node does not replace another node's state by one whose
+  ``last_seen`` is older), so a person who left one node's camera for another's stays present;
 - ``<prefix>/<camera>/<person>/snapshot`` (``mqtt.snapshots``): the JPEG of the best face of
   the person's appearance so far, whenever it gets better (retained with ``snapshot_retain``,
   and then cleared with the person);
@@ -90,6 +92,7 @@ class MqttSink:
         self.published = 0
         self.reconnects = 0
         self._prefix = settings.topic_prefix
+        self._node = node
         self._status_topic = f"{self._prefix}/status/{node}"
         self.gallery = settings.gallery_name or gallery
         self._persons_prefix = f"{self._prefix}/{self.gallery}/persons/"
@@ -104,6 +107,7 @@ class MqttSink:
         self._configs: set[str] = set()  # retained person config topics, while correcting
         self._snapshots: dict[str, set[str]] = {}  # person -> cameras of retained snapshots
         self._persons: dict[str, dict[str, Any]] = {}
+        self._elsewhere: dict[str, str] = {}  # person -> last_seen of another node's state
         self._removed: set[str] = set()  # out of the gallery: never published again
         self._to_clear: set[str] = set()  # their retained states, still to be cleared
         self._corrected = False  # stale retained states were corrected
@@ -215,6 +219,7 @@ class MqttSink:
         async with asyncio.TaskGroup() as tasks:
             watcher = tasks.create_task(self._watch(client))
             await self._publish(client, self._status_topic, "online", retain=True)
+            await client.subscribe(f"{self._persons_prefix}+", qos=1)  # other nodes' states
             if not self._corrected:
                 await self._correct_stale(client)
             await self._announce(client)
@@ -226,24 +231,35 @@ class MqttSink:
         # also interrupts a publish still waiting for an acknowledgement that will never come.
         async for message in client.messages:
             topic = str(message.topic)
+            payload = message.payload if isinstance(message.payload, bytes) else b""
             if topic == self._sync_topic:
                 self._synced.set()
-            elif not (message.retain and isinstance(message.payload, bytes)
-                      and message.payload):
-                continue
             elif topic.startswith(self._persons_prefix):
-                self._retained[topic.removeprefix(self._persons_prefix)] = message.payload
-            elif self._discovery is not None and topic.endswith("/config"):
+                person = topic.removeprefix(self._persons_prefix)
+                self._note_elsewhere(person, payload)
+                if message.retain and payload and not self._corrected:
+                    self._retained[person] = payload
+            elif self._discovery is not None and message.retain and payload:
                 self._configs.add(topic)
+
+    def _note_elsewhere(self, person: str, payload: bytes) -> None:
+        """Keep when another node last saw ``person`` while its state is the broker's."""
+        try:
+            state = json.loads(payload) if payload else None
+        except ValueError:
+            return
+        if isinstance(state, dict) and state.get("node") != self._node \
+                and isinstance(state.get("last_seen"), str):
+            self._elsewhere[person] = state["last_seen"]
+        else:  # this node's state, or none
+            self._elsewhere.pop(person, None)
 
     async def _correct_stale(self, client: aiomqtt.Client) -> None:
         """Mark absent the people a previous run left ``"present": true`` (it crashed), clear
         the states of people removed since and the entities of people no longer named. The
         broker sends the retained messages before the message this sink then sends itself,
         which says they are all in. The states read are kept, to be renamed."""
-        filters = [f"{self._persons_prefix}+"]
-        if self._discovery is not None:
-            filters.append(self._discovery.persons_filter)
+        filters = [] if self._discovery is None else [self._discovery.persons_filter]
         self._retained.clear()
         self._configs.clear()
         self._synced.clear()
@@ -275,7 +291,8 @@ class MqttSink:
                 state = json.loads(payload)
             except ValueError:
                 continue
-            if isinstance(state, dict):  # sent again by _announce, absent
+            if isinstance(state, dict) and state.get("node") in (None, self._node):
+                # Sent again by _announce, absent; another node's states are its own.
                 self._persons[person] = {**state, "present": False} \
                     if state.get("present") is True else state
         self._corrected = True
@@ -293,8 +310,8 @@ class MqttSink:
                                                            self._person_topic(person)),
                                     retain=True)
         self._dirty_cameras.update(self._cameras)
-        for person, state in list(self._persons.items()):
-            await self._publish(client, self._person_topic(person), _json(state), retain=True)
+        for person in list(self._persons):
+            await self._publish_person(client, person)
 
     def _person_removed(self, person: str) -> None:
         """``person`` left the gallery: drop their state and name, take them off the cameras,
@@ -377,6 +394,7 @@ class MqttSink:
         previous = self._persons.get(event.person, {})
         self._persons[event.person] = {
             "person": event.person,
+            "node": self._node,
             "name": event.name,
             "present": any(event.person in c.present for c in self._cameras.values()),
             "camera": event.camera,
@@ -415,8 +433,7 @@ class MqttSink:
         await self._publish(client, topic, self._subscription.encoded(event).text, retain=False)
         person = getattr(event, "person", None)
         if isinstance(person, str) and person in self._persons:
-            await self._publish(client, self._person_topic(person),
-                                _json(self._persons[person]), retain=True)
+            await self._publish_person(client, person)
         if (self.settings.snapshots and isinstance(event, PERSON_EVENTS)
                 and event.thumbnail is not None and event.person not in self._removed):
             retain = self.settings.snapshot_retain
@@ -424,6 +441,12 @@ class MqttSink:
                                 jpeg_bytes(event.thumbnail), retain=retain)
             if retain:
                 self._snapshots.setdefault(event.person, set()).add(event.camera)
+
+    async def _publish_person(self, client: aiomqtt.Client, person: str) -> None:
+        """Send ``person``'s state, unless another node saw them later."""
+        state = self._persons[person]
+        if self._elsewhere.get(person, "") <= str(state.get("last_seen") or ""):
+            await self._publish(client, self._person_topic(person), _json(state), retain=True)
 
     def _person_topic(self, person: str) -> str:
         return f"{self._persons_prefix}{person}"
