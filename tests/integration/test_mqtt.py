@@ -12,10 +12,12 @@ import base64
 import json
 import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -429,6 +431,13 @@ def test_two_galleries_on_one_broker_keep_their_own_person_states(
     home, office = gallery_id(tmp_path / "home.db"), gallery_id(tmp_path / "office.db")
     assert home != office
     assert gallery_id(tmp_path / "home.db") == home  # kept in the file
+    older = tmp_path / "older.db"  # written before galleries had an ID: given one, kept
+    first = gallery_id(older)
+    with closing(sqlite3.connect(older)) as db, db:
+        db.execute("DELETE FROM meta WHERE key = 'gallery_id'")
+    given = gallery_id(older)
+    assert given not in (first, home, office)
+    assert gallery_id(older) == given
 
     async def scenario() -> None:
         buses = [EventBus(encoder=EventEncoder(node=node)) for node in ("node-1", "node-2")]
