@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", type=Path, required=True, help="report directory")
     analyze.add_argument("--sample-fps", type=_analyze_fps, default=None,
                          help="frames analysed per second of video (default 10)")
+    analyze.add_argument("--no-refine", action="store_true",
+                         help="report the identities as decided while the video played (what "
+                         "`facestream run` says), without the second look at the whole video")
     analyze.add_argument("--detect-width", type=_width, default=None,
                          help="width frames are scaled down to for detection, or 'full' "
                          "(default 640)")
@@ -218,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     merge = actions.add_parser("merge", help="make one person of two (GONE becomes KEEP)")
     merge.add_argument("keep", metavar="KEEP")
     merge.add_argument("gone", metavar="GONE")
+    merge.add_argument("--force", action="store_true",
+                       help="merge even two people seen on screen together (a picture of one)")
     split = actions.add_parser("split", help="move exemplars and appearances to a new person")
     split.add_argument("id", metavar="ID")
     split.add_argument("--exemplars", type=_numbers, default=[], metavar="N,N",
@@ -266,7 +271,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from stream.config import AnalyzeConfig
 
     config = _validated(AnalyzeConfig, _with_options(
-        {} if args.sample_fps is None else {"sample_fps": args.sample_fps}, args))
+        ({} if args.sample_fps is None else {"sample_fps": args.sample_fps})
+        | ({"refine": False} if args.no_refine else {}), args))
     _check_device(config.engine.device)
     from stream.pipeline.file import analyze_video
     with tqdm(unit="s", desc="analysing", disable=args.quiet or None, bar_format=BAR_FORMAT,
@@ -611,7 +617,7 @@ def _gallery_action(gallery: Gallery, args: argparse.Namespace) -> None:
             log.warning("%s", warning)
     elif args.action == "merge":
         keep, gone = gallery.number(args.keep), gallery.number(args.gone)
-        gallery_admin.merge(gallery, keep, gone)
+        gallery_admin.merge(gallery, keep, gone, force=args.force)
         record = store.identity(keep)
         print(f"{label(gone)} merged into {label(keep)}, who now has {record.exemplars} "
               f"exemplars and {record.appearances} appearances")

@@ -415,6 +415,9 @@ class AnalyzeConfig(_Strict):
     events: EventSettings = EventSettings()
     gallery: GallerySettings | None = Field(None, description="null: identities live only as "
                                             "long as the run")
+    refine: bool = Field(True, description="after the whole video, join the identities it shows "
+                         "are one person (the report's second look); false: the report says "
+                         "what `facestream run` would")
 
 
 def default_node() -> str:

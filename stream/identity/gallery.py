@@ -154,9 +154,9 @@ class Gallery:
         """A new identity holding (a diverse subset of) ``embeddings``; returns its number.
 
         With ``join_within``, the gallery is searched again under the store's creation lock
-        (other stores sharing it may have just created this person): when an identity is found
-        that near the first embedding, the embeddings join it instead, and its number is
-        returned."""
+        (other stores sharing it may have just created this person): when an identity this
+        gallery did not hold is found that near the first embedding, the embeddings join it
+        instead, and its number is returned."""
         self._check(embeddings)
         highest, identity = self.highest, 0
         try:
@@ -165,8 +165,11 @@ class Gallery:
                     self.store.lock_creation()
                     found = self.search(embeddings[:1], 1)
                     known = int(found.identities[0, 0])
+                    # Only someone this gallery did not hold: those it holds, the matcher has
+                    # judged already (a look-alike, or someone on screen beside this face).
                     if float(found.distances[0, 0]) < join_within and (
-                            known in self._members or self._load(known, self.store.rejections())):
+                            known not in self._members
+                            and self._load(known, self.store.rejections())):
                         log.info("p%d was just created elsewhere: joined, not created again",
                                  known)
                         self._add(known, embeddings, quality, source, face)

@@ -15,9 +15,11 @@ from pathlib import Path
 from stream.config import AnalyzeConfig
 from stream.errors import DecodeError
 from stream.identity.gallery import Gallery
+from stream.identity.matcher import Identifier
 from stream.identity.track import Track
 from stream.pipeline.lane import IdentityAssigner, Lane, LaneStep, identifying_lane
 from stream.pipeline.record import AppearanceRecorder
+from stream.pipeline.refine import refine_video
 from stream.report import (
     Appearance,
     Detection,
@@ -84,6 +86,10 @@ class _Faces:
                 labels[obs.frame, obs.face] = person
         return labels
 
+    def tracks(self) -> list[Track]:
+        """Every track of the video, as it ended."""
+        return list(self._tracks.values())
+
     def detections(self) -> Iterator[Detection]:
         labels = self._labels()
         for frame, face, t, box, score in self.rows:
@@ -134,6 +140,7 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
     source = f"file:{video.resolve()}"
     with contextlib.ExitStack() as cleanup:
         recorder = None
+        refining: tuple[Gallery, Identifier, int] | None = None
         if assigner is None:
             gallery = open_gallery(config.gallery.location if config.gallery else None,
                                    dim=embedder.dim, embedder=embedder.name,
@@ -144,6 +151,8 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
                                     engine=engine)
             if config.gallery is not None:
                 recorder = AppearanceRecorder(gallery, wall_clock=False)
+            if config.refine and isinstance(lane.assigner, Identifier):
+                refining = (gallery, lane.assigner, gallery.highest)
         else:
             lane = Lane(LANE, assigner, config.events)
         log.info("analysing %s (%dx%d, %.2f fps) with %s on %s", video, info.width, info.height,
@@ -169,6 +178,11 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
         if stats.problems:
             duration = stats.last_t + 1.0 / info.fps
         left = [event for event in events if isinstance(event, PersonLeft)]
+        if refining is not None:  # the report's second look; the events are what `run` said
+            gallery, identifier, existing_up_to = refining
+            left = refine_video(gallery, faces.tracks(), left, identifier.settings,
+                                existing_up_to=existing_up_to,
+                                left_after_s=config.events.left_after_s)
         people = persons(left, faces, half_step=sample_step / 2, duration=duration)
         document = report_document(
             source=video, duration_s=duration, fps=info.fps, frames_decoded=stats.frames_decoded,

@@ -148,6 +148,14 @@ def test_people_seen_together_stay_two_unless_forced(tmp_path: Path) -> None:
     assert gallery.store.cannot_link(bob) == frozenset()
 
 
+def test_a_new_person_joins_only_someone_just_created_elsewhere(tmp_path: Path) -> None:
+    ours, theirs = opened(tmp_path / "gallery.db"), opened(tmp_path / "gallery.db")
+    ada = ours.create(np.stack([near(0)]))
+    # Near Ada, yet judged someone new by the matcher (a look-alike): not Ada
+    assert ours.create(np.stack([near(0, 0.3)]), join_within=SETTINGS.threshold) != ada
+    assert theirs.create(np.stack([near(0)]), join_within=SETTINGS.threshold) == ada
+
+
 def test_retention_removes_only_unnamed_people_not_seen_lately(tmp_path: Path) -> None:
     gallery = opened(tmp_path / "gallery.db")
     old, named, recent = (gallery.create(np.stack([near(i)])) for i in range(3))
