@@ -254,6 +254,7 @@ class Gallery:
         self._check(queries)
         if len(queries) and not self.current():
             # Others changed the gallery since the last refresh: the store has it all.
+            log.debug("the index is behind the store's changes: searching the store")
             self.searches["store"] += 1
             distances, identities = self.store.nearest(queries, k)
             return Neighbours(distances, identities)

@@ -122,6 +122,7 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
                       batch=config.engine.max_batch_frames)
                for camera in config.cameras]
     metrics.watch_cameras(lambda: cameras)
+    metrics.watch_searches(lambda: gallery.searches)
     engine = Engine(worker, cameras, frame_ready, gallery=gallery, engine=config.engine,
                     events=config.events, emit=emit, metrics=metrics,
                     retention_days=config.gallery.retention_days if config.gallery else None)

@@ -58,6 +58,21 @@ class _QueueCollector(Collector):
         yield depth
 
 
+class _SearchCollector(Collector):
+    """Reads where the gallery's searches were answered at scrape time."""
+
+    def __init__(self, searches: Callable[[], Mapping[str, int]]) -> None:
+        self._searches = searches
+
+    def collect(self) -> Iterator[Metric]:
+        searches = CounterMetricFamily("facestream_gallery_searches", "Gallery searches by where "
+                                       "they were answered: the local index, or the store while "
+                                       "the index was behind others' changes", labels=["by"])
+        for by, count in self._searches().items():
+            searches.add_metric([by], count)
+        yield searches
+
+
 class Metrics:
     """Every metric the service exports."""
 
@@ -97,6 +112,10 @@ class Metrics:
     def watch_queues(self, depths: Callable[[], Mapping[str, int]]) -> None:
         """Export the events waiting in consumers' queues (``depths``: per consumer)."""
         self.registry.register(_QueueCollector(depths))
+
+    def watch_searches(self, searches: Callable[[], Mapping[str, int]]) -> None:
+        """Export where the gallery's searches were answered (``searches``: count by where)."""
+        self.registry.register(_SearchCollector(searches))
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

@@ -5,6 +5,7 @@ node reaches another's events, and a forget on one leaves nothing in the databas
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -58,6 +59,9 @@ def test_nodes_on_one_gallery_agree_on_who_is_who(
         assert seen[0] == seen[1] and len(seen[0]) == len(truth.persons)
         identities = postgres.rows(pg_url, "SELECT id FROM identities ORDER BY id")
         assert {f"p{row[0]}" for row in identities} == seen[0], "one person, two IDs"
+        status, metrics = nodes[0].get("/metrics")
+        assert status == 200
+        assert re.search(rb'facestream_gallery_searches_total\{by="index"\} [1-9]', metrics)
 
         # A third node, started later, knows the people the first two met.
         third = Service([f"car={later}", "--no-realtime", "--gallery", pg_url, "--node", "c"],
