@@ -18,7 +18,7 @@ own ID: each gallery on a broker has its own person states):
   ``last_seen`` is older), so a person who left one node's camera for another's stays present;
 - ``<prefix>/<camera>/<person>/snapshot`` (``mqtt.snapshots``): the JPEG of the best face of
   the person's appearance so far, whenever it gets better (retained with ``snapshot_retain``,
-  and then cleared with the person);
+  and then cleared with the person on every camera);
 - Home Assistant discovery configs (``mqtt.discovery``), see
   :mod:`stream.service.sinks.homeassistant`.
 
@@ -105,7 +105,6 @@ class MqttSink:
         self._names = {person: name for person, name in (people or {}).items() if name}
         self._announced: dict[str, str] = {}  # the person configs on the broker: ID -> name
         self._configs: set[str] = set()  # retained person config topics, while correcting
-        self._snapshots: dict[str, set[str]] = {}  # person -> cameras of retained snapshots
         self._persons: dict[str, dict[str, Any]] = {}
         self._elsewhere: dict[str, str] = {}  # person -> last_seen of another node's state
         self._removed: set[str] = set()  # out of the gallery: never published again
@@ -334,7 +333,8 @@ class MqttSink:
             if self._discovery is not None:
                 await self._publish(client, self._discovery.person_topic(person), "",
                                     retain=True)
-            for camera in sorted(self._snapshots.pop(person, set())):
+            # Earlier runs' snapshots too: every camera, not only those that saw them now.
+            for camera in sorted(self._cameras) if self.settings.snapshot_retain else ():
                 await self._publish(client, self._snapshot_topic(camera, person), "",
                                     retain=True)
             await self._publish(client, self._person_topic(person), "", retain=True)
@@ -436,11 +436,8 @@ class MqttSink:
             await self._publish_person(client, person)
         if (self.settings.snapshots and isinstance(event, PERSON_EVENTS)
                 and event.thumbnail is not None and event.person not in self._removed):
-            retain = self.settings.snapshot_retain
             await self._publish(client, self._snapshot_topic(event.camera, event.person),
-                                jpeg_bytes(event.thumbnail), retain=retain)
-            if retain:
-                self._snapshots.setdefault(event.person, set()).add(event.camera)
+                                jpeg_bytes(event.thumbnail), retain=self.settings.snapshot_retain)
 
     async def _publish_person(self, client: aiomqtt.Client, person: str) -> None:
         """Send ``person``'s state, unless another node saw them later."""
