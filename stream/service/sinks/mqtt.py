@@ -22,9 +22,10 @@ own ID: each gallery on a broker has its own person states):
 - Home Assistant discovery configs (``mqtt.discovery``), see
   :mod:`stream.service.sinks.homeassistant`.
 
-On its first connection the sink reads the retained person states and marks those still
-``"present": true`` absent: they were left by a service that stopped without saying so. With
-discovery, it also removes the entities of this gallery's people who are no longer named.
+On its first connection the sink reads the retained person states of its gallery: it marks
+this node's still ``"present": true`` absent (they were left by a service that stopped without
+saying so), and clears what it keeps of people no longer in the gallery; with discovery, it also
+removes the entities of people no longer named.
 """
 
 from __future__ import annotations
@@ -384,13 +385,15 @@ class MqttSink:
         self._rename(event.person, event.name)
         document = self._subscription.encoded(event).document
         camera = self._cameras.setdefault(event.camera, _Camera())
+        was_present = event.person in camera.present
         if isinstance(event, PersonLeft):
             camera.present.discard(event.person)
         else:
             camera.present.add(event.person)
         if isinstance(event, PersonAppeared):
             camera.last_person, camera.last_seen = event.person, document["time"]
-        self._dirty_cameras.add(event.camera)
+        if isinstance(event, PersonAppeared) or was_present != (event.person in camera.present):
+            self._dirty_cameras.add(event.camera)
         previous = self._persons.get(event.person, {})
         self._persons[event.person] = {
             "person": event.person,
