@@ -60,6 +60,11 @@ def _width(text: str) -> int | str:
     return value
 
 
+def _gallery_location(text: str) -> Path | str:
+    """A gallery file, or a PostgreSQL gallery's URL as given."""
+    return text if text.startswith(("postgresql://", "postgres://")) else Path(text)
+
+
 def _numbers(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
@@ -126,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--backend", choices=get_args(Backend), default=None,
                          help="run the networks on torch or onnx (ONNX Runtime); default auto: "
                          "the faster one on the device")
-    analyze.add_argument("--gallery", type=Path, default=None,
-                         help="gallery file: people keep their IDs across runs and cameras")
+    analyze.add_argument("--gallery", type=_gallery_location, default=None,
+                         help="gallery file, or postgresql://USER@HOST:PORT/DB (password in "
+                         "$PGPASSWORD): people keep their IDs across runs and cameras")
 
     run = commands.add_parser(
         "run", help="watch live cameras and publish appearance events",
@@ -138,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("sources", nargs="+", metavar="SOURCE",
                      help="rtsp://, http(s)://, /dev/videoN, a video file, or CONFIG.yaml")
     run.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://host:1883")
+    run.add_argument("--node", help="this process's name in events and MQTT topics (default: "
+                     "the host name)")
     run.add_argument("--token", help="shared token required on every HTTP and WebSocket "
                      "request; other local users can read it in the process list: prefer "
                      "$FACESTREAM_TOKEN or --token-file (default: $FACESTREAM_TOKEN when set)")
@@ -147,8 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
                      "another address needs a token, or --allow-open)")
     run.add_argument("--allow-open", action="store_true", default=None,
                      help="listen on a non-loopback --host without a token (anyone who can "
-    run.add_argument("--node", help="this process's name in events and MQTT topics (default: "
-                     "the host name)")
                      "reach it sees the faces and changes the gallery)")
     run.add_argument("--port", type=int, help="HTTP port (default 8080; 0: any free port)")
     run.add_argument("--sample-fps", type=_positive_float,
@@ -164,8 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N")
     run.add_argument("--backend", choices=get_args(Backend), default=None,
                      help="torch or onnx (ONNX Runtime); default auto")
-    run.add_argument("--gallery", type=Path, default=None,
-                     help="gallery file: people keep their IDs across runs and cameras")
+    run.add_argument("--gallery", type=_gallery_location, default=None,
+                     help="gallery file, or postgresql://USER@HOST:PORT/DB shared by several "
+                     "nodes (password in $PGPASSWORD): people keep their IDs across runs, "
+                     "cameras and nodes")
 
     check = commands.add_parser("check-config", help="validate a YAML configuration file")
     check.add_argument("config", type=Path, help="the YAML file")
@@ -207,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gallery", help="see and change the people of a gallery file",
         description="See and change the people of a gallery file (no models needed, except "
         "to reembed). Stop a `facestream run` that uses the file before changing it.")
-    gallery.add_argument("path", type=Path, metavar="PATH", help="the gallery file")
+    gallery.add_argument("path", type=_gallery_location, metavar="PATH",
+                         help="the gallery file, or a postgresql:// gallery's URL")
     actions = gallery.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="everyone: ID, name, last seen, time seen")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -274,6 +283,10 @@ def _analyze(args: argparse.Namespace) -> int:
         ({} if args.sample_fps is None else {"sample_fps": args.sample_fps})
         | ({"refine": False} if args.no_refine else {}), args))
     _check_device(config.engine.device)
+    if config.gallery is not None:
+        from stream.storage import check_location
+
+        check_location(config.gallery.location)
     from stream.pipeline.file import analyze_video
     with tqdm(unit="s", desc="analysing", disable=args.quiet or None, bar_format=BAR_FORMAT,
               ) as bar, logging_redirect_tqdm():
@@ -337,6 +350,8 @@ def _run_config(args: argparse.Namespace) -> ServiceConfig:
         server["token"] = server["token"].get_secret_value()
     if args.mqtt:
         document["mqtt"] = {**(document.get("mqtt") or {}), "url": args.mqtt}
+    if args.node is not None:
+        document["node"] = args.node
     return _validated(ServiceConfig, _with_options(document, args))
 
 
@@ -351,12 +366,13 @@ def _with_options(document: dict[str, Any], args: argparse.Namespace) -> dict[st
     if getattr(args, "allow_download", False):
         engine["allow_download"] = True
     if args.gallery is not None:
-        document["gallery"] = {**(document.get("gallery") or {}), "path": args.gallery}
+        key = "url" if isinstance(args.gallery, str) else "path"
+        kept = {k: v for k, v in (document.get("gallery") or {}).items()
+                if k not in ("path", "url")}
+        document["gallery"] = {**kept, key: args.gallery}
     return document
 
 
-    if args.node is not None:
-        document["node"] = args.node
 def _validated(model: type[Settings], document: dict[str, Any]) -> Settings:
     """The settings ``model`` of ``document``, or one line naming each bad value."""
     try:
@@ -408,6 +424,10 @@ def _run(args: argparse.Namespace) -> int:
     check_open(config.server)
     _check_device(config.engine.device)
     _check_files(config)
+    if config.gallery is not None:
+        from stream.storage import check_location
+
+        check_location(config.gallery.location)  # a server that is down, before the models
     listener = listen(config.server.host, config.server.port)
     from stream.service.app import serve  # imports torch: only once the input is known good
 
@@ -549,6 +569,10 @@ def _gallery(args: argparse.Namespace) -> int:
         finally:
             gallery.store.close()
         return 0
+    if isinstance(args.path, str):
+        raise InputError(f"reembed works on gallery files: `facestream gallery {args.path} "
+                         f"export copy.db`, then `facestream gallery copy.db reembed --embedder "
+                         f"{args.embedder}`, and import copy.db into a new database")
     recorded_embedder(args.path)  # a missing or damaged gallery is refused before loading models
     _check_device(args.device)
     from stream.vision.executor import VisionWorker, pick_device

@@ -24,8 +24,7 @@ from stream.errors import ConflictError, GalleryError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import template
 from stream.imaging import face_crop, jpeg_bytes
-from stream.storage import GalleryStore, open_store
-from stream.storage.sqlite import recorded_embedder
+from stream.storage import GalleryStore, open_store, recorded_embedder
 from stream.types import (
     FloatArray,
     Frame,
@@ -160,9 +159,9 @@ def export_gallery(gallery: Gallery, path: Path) -> None:
     gallery.store.backup(path)
 
 
-def open_file(path: Path) -> Gallery:
-    """The existing gallery file ``path``, opened with the embedder it records (no model is
-    loaded: for the changes that need none)."""
+def open_file(path: Path | str) -> Gallery:
+    """The existing gallery ``path`` (a file, or a PostgreSQL gallery's URL), opened with the
+    embedder it records (no model is loaded: for the changes that need none)."""
     embedder, version, dim = recorded_embedder(path)
     return Gallery(open_store(path, embedder=embedder, version=version, dim=dim, create=False))
 

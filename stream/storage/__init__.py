@@ -13,7 +13,8 @@ from stream.storage.sqlite import SQLiteStore
 if TYPE_CHECKING:
     from stream.identity.gallery import Gallery
 
-__all__ = ["GalleryStore", "Location", "check_location", "is_url", "open_gallery", "open_store"]
+__all__ = ["GalleryStore", "Location", "check_location", "is_url", "open_gallery", "open_store",
+           "recorded_embedder"]
 
 Location = Path | str | None  # a SQLite file, a postgresql:// URL, or None: in memory
 
@@ -42,6 +43,18 @@ def open_gallery(location: Location, *, dim: int, embedder: str, version: str) -
     from stream.identity.gallery import Gallery  # FAISS: only once a gallery is opened
 
     return Gallery(open_store(location, embedder=embedder, version=version, dim=dim))
+
+
+def recorded_embedder(location: Path | str) -> tuple[str, str, int]:
+    """The embedder (name, version, dimension) the gallery at ``location`` (a file or a URL)
+    was built with, read without loading any model."""
+    if is_url(location):
+        from stream.storage import postgres
+
+        return postgres.recorded_embedder(str(location))
+    from stream.storage import sqlite
+
+    return sqlite.recorded_embedder(Path(location))
 
 
 def check_location(location: Location) -> None:

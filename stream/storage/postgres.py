@@ -151,6 +151,17 @@ def connect(url: str) -> psycopg.Connection[Any]:
     return db
 
 
+def recorded_embedder(url: str) -> tuple[str, str, int]:
+    """The embedder (name, version, dimension) the gallery at ``url`` was built with (read
+    without loading any model)."""
+    with connect(url) as db:
+        if db.execute("SELECT to_regclass('meta')").fetchone() == (None,):
+            raise GalleryError(f"there is no gallery at {url}; give the URL of an existing "
+                               "gallery")
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    return meta["embedder"], meta["embedder_version"], int(meta["dim"])
+
+
 def _first_line(error: Exception) -> str:
     """The first line of a driver's message (libpq's run over several), for one-line errors."""
     text = str(error).strip()
@@ -195,8 +206,9 @@ class PostgresStore:
     def _migrate(self, dim: int, *, create: bool) -> None:
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer)")
-            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+            exists = self._db.execute("SELECT to_regclass('schema_version')").fetchone()
+            row = (self._db.execute("SELECT version FROM schema_version").fetchone()
+                   if exists != (None,) else None)
             current = 0 if row is None else int(row[0])
             if current == 0 and not create:
                 raise GalleryError(f"there is no gallery at {self.url}; give the URL of an "
@@ -204,6 +216,7 @@ class PostgresStore:
             if current > SCHEMA_VERSION:
                 raise GalleryError(f"the gallery {self.url} was written by a newer facestream "
                                    f"(schema {current}); upgrade facestream to use it")
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer)")
             for migration in MIGRATIONS[current:]:
                 self._db.execute(migration.format(dim=int(dim)).encode())
             self._db.execute("DELETE FROM schema_version")
@@ -549,12 +562,13 @@ class PostgresStore:
                      face: bytes | None = None, now: float | None = None) -> int:
         """Store an embedding of ``identity``; returns the exemplar's number."""
         with self._change():
-            try:
-                exemplar = int(self._write(
-                    "INSERT INTO exemplars (identity, vector, quality, source, created, face)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                    (identity, np.asarray(vector, np.float32), quality, source,
-                     time.time() if now is None else now, face))[0][0])
+            try:  # in a savepoint: the refusal leaves an enclosing transaction usable
+                with self._db.transaction():
+                    exemplar = int(self._write(
+                        "INSERT INTO exemplars (identity, vector, quality, source, created, face)"
+                        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                        (identity, np.asarray(vector, np.float32), quality, source,
+                         time.time() if now is None else now, face))[0][0])
             except pg_errors.ForeignKeyViolation:
                 raise NotFoundError(f"there is no person p{identity} in the gallery") from None
             self._touch(identity)
@@ -616,10 +630,12 @@ class PostgresStore:
         """Record that ``identity`` was seen on ``source`` from ``start`` to ``end``;
         :class:`NotFoundError` when the identity is gone (another node removed it)."""
         with self.transaction():
-            try:
-                appearance = int(self._write(
-                    'INSERT INTO appearances (identity, source, start, "end")'
-                    " VALUES (%s, %s, %s, %s) RETURNING id", (identity, source, start, end))[0][0])
+            try:  # in a savepoint, as in add_exemplar
+                with self._db.transaction():
+                    appearance = int(self._write(
+                        'INSERT INTO appearances (identity, source, start, "end")'
+                        " VALUES (%s, %s, %s, %s) RETURNING id",
+                        (identity, source, start, end))[0][0])
             except pg_errors.ForeignKeyViolation:
                 raise NotFoundError(f"there is no person p{identity} in the gallery") from None
             self.seen(identity, end)

@@ -250,3 +250,23 @@ def _closed_port() -> int:
     from tests.fixtures import free_port
 
     return free_port()
+
+
+def test_the_gallery_command_works_on_a_url(postgres: Postgres, pg_url: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    assert main(["gallery", pg_url, "list"]) == 2
+    assert f"there is no gallery at {pg_url}" in capsys.readouterr().err
+    gallery = opened(pg_url)
+    ada = Gallery.label(gallery.create(np.stack([near(0)])))
+    gallery.store.close()
+    assert main(["gallery", pg_url, "rename", ada, "Ada"]) == 0
+    assert main(["gallery", pg_url, "list"]) == 0
+    assert "Ada" in capsys.readouterr().out
+    assert main(["gallery", pg_url, "export", str(tmp_path / "copy.db")]) == 0
+    assert [r.name for r in opened(tmp_path / "copy.db").store.identities()] == ["Ada"]
+    assert main(["gallery", pg_url, "reembed", "--embedder", "dlib-resnet"]) == 2
+    assert f"`facestream gallery {pg_url} export copy.db`" in capsys.readouterr().err
+    assert main(["gallery", pg_url, "forget", ada]) == 0
+    assert postgres.rows(pg_url, "SELECT count(*) FROM identities") == [(0,)]
