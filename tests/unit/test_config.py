@@ -337,3 +337,13 @@ def test_recall_past_the_gate_names_both_fields(tmp_path: Path) -> None:
         """)
     assert error(path) == (f"{path} line 6: engine.gate.min_score: Input should be less than "
                            "or equal to 1")
+
+
+def test_node_is_the_host_name_unless_named(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "cam box#2")
+    assert load_config(write(tmp_path, CAMERAS)).node == "cam-box-2"
+    assert load_config(write(tmp_path, CAMERAS, "node: lobby.site-1\n")).node == "lobby.site-1"
+    path = write(tmp_path, CAMERAS, "node: lobby/1\n")
+    assert error(path) == (f"{path} line 4: node: node name 'lobby/1' may only hold letters, "
+                           "digits, _, - and . (1 to 64 of them)")
