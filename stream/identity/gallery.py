@@ -163,7 +163,9 @@ class Gallery:
             with self.store.transaction():
                 if join_within is not None:
                     self.store.lock_creation()
-                    found = self.search(embeddings[:1], 1)
+                    # exact: an approximate index may miss the one person it must not
+                    found = (self.search(embeddings[:1], 1) if self.current() else
+                             Neighbours(*self.store.nearest(embeddings[:1], 1, exact=True)))
                     known = int(found.identities[0, 0])
                     # Only someone this gallery did not hold: those it holds, the matcher has
                     # judged already (a look-alike, or someone on screen beside this face).

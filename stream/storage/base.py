@@ -154,10 +154,12 @@ class GalleryStore(Protocol):
         creation that searches the store again first makes no second identity of one person."""
         ...
 
-    def nearest(self, vectors: FloatArray, k: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    def nearest(self, vectors: FloatArray, k: int, *, exact: bool = False
+                ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
         """The ``k`` nearest exemplars of each of ``vectors`` (Q, D) in the store as committed
         now: Euclidean distances (Q, k) ascending and their identities, ``inf`` and -1 where
-        there are fewer. What a cache that may be stale searches instead of itself."""
+        there are fewer. What a cache that may be stale searches instead of itself. A store
+        with an approximate index uses it unless ``exact`` (slower: every exemplar)."""
         ...
 
     # Identities

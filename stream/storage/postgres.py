@@ -101,7 +101,7 @@ BACKUP = {"identities": ("id", "name", "created", "last_seen"),
           "cannot_link": ("first", "second")}
 KEEP_CHANGES = 10_000  # a store further behind than this reloads everything
 PRUNE_EVERY = 1_000
-EF_SEARCH = 100  # HNSW candidates per search: recall against exact in benchmarks/gallery_scale
+EF_SEARCH = 400  # HNSW candidates per search: recall against exact in benchmarks/gallery_scale
 ERASE_WAIT_MS = 100
 CLOSE_WAIT_MS = 5_000
 CONNECT_TIMEOUT_S = 5
@@ -611,17 +611,22 @@ class PostgresStore:
                          np.asarray([row[1] for row in rows], np.int64), vectors,
                          np.asarray([row[3] for row in rows], np.float32))
 
-    def nearest(self, vectors: FloatArray, k: int
+    def nearest(self, vectors: FloatArray, k: int, *, exact: bool = False
                 ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-        """The ``k`` nearest exemplars of each of ``vectors`` as committed now, by the HNSW
-        index (see :data:`EF_SEARCH`): (distances, identities), ``inf`` and -1 past the end."""
+        """The ``k`` nearest exemplars of each of ``vectors`` as committed now: by the HNSW
+        index (:data:`EF_SEARCH` candidates; its recall falls with the gallery's size, see
+        ``benchmarks/gallery_scale.py``), or with ``exact`` by a scan of every exemplar.
+        (distances, identities), ``inf`` and -1 past the end."""
         distances = np.full((len(vectors), k), np.inf, np.float32)
         identities = np.full((len(vectors), k), -1, np.int64)
-        for i, vector in enumerate(np.asarray(vectors, np.float32)):
-            rows = self._query("SELECT identity, vector <-> %s FROM exemplars"
-                               " ORDER BY vector <-> %s LIMIT %s", (vector, vector, k))
-            for j, (identity, distance) in enumerate(rows):
-                identities[i, j], distances[i, j] = identity, distance
+        with self.transaction():
+            if exact:
+                self._write("SET LOCAL enable_indexscan = off")
+            for i, vector in enumerate(np.asarray(vectors, np.float32)):
+                rows = self._query("SELECT identity, vector <-> %s FROM exemplars"
+                                   " ORDER BY vector <-> %s LIMIT %s", (vector, vector, k))
+                for j, (identity, distance) in enumerate(rows):
+                    identities[i, j], distances[i, j] = identity, distance
         return distances, identities
 
     # Appearances

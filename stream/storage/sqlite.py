@@ -251,8 +251,10 @@ class SQLiteStore:
         """Nothing more to do: a transaction here holds the file's write lock (``BEGIN
         IMMEDIATE``) from its start."""
 
-    def nearest(self, vectors: FloatArray, k: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-        """The ``k`` nearest exemplars as committed now, by brute force (see the protocol)."""
+    def nearest(self, vectors: FloatArray, k: int, *, exact: bool = False
+                ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """The ``k`` nearest exemplars as committed now, by brute force: always exact (see
+        the protocol)."""
         return exact_nearest(self.index_rows(), vectors, k)
 
     def changes_since(self, token: int) -> Changes:
