@@ -196,8 +196,9 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
         why = f"{name} at {best_distance:.3f}, needs {needed} good faces (has {len(good)})"
     elif best_distance < reach:
         why = (f"{name} at {best_distance:.3f}, needs under {threshold:.3f} to match, or over "
-               f"{reach:.3f} (and {settings.min_evidence} good faces) for a new person "
-               f"(has {len(good)})")
+               f"{reach:.3f} for a new person")
+        if not enough:
+            why += f" with {settings.min_evidence} good faces (has {len(good)})"
     else:
         why = f"a new person needs {settings.min_evidence} good faces (has {len(good)})"
     if recalled is not None:

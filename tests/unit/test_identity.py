@@ -313,3 +313,15 @@ def test_a_waiting_track_says_which_gate_its_faces_failed_and_what_the_match_nee
 
 def test_gate_misses_of_a_track_of_good_faces_say_nothing() -> None:
     assert gate_misses(track_of(0, 3)) == ""
+
+
+def test_a_track_in_the_uncertain_band_says_what_either_decision_needs() -> None:
+    gallery = in_memory()
+    gallery.create(np.stack([CENTRES[0]]))
+    face = away(0, 0.525)
+    track = Track(1, [obs(i, (0, 0, 50, 50), face) for i in range(3)])
+    assert decide(gallery, track, SETTINGS, final=False, exclude=set()).reason == (
+        "p1 at 0.525, needs under 0.500 to match, or over 0.560 for a new person")
+    assert decide(gallery, Track(2, track.observations[:2]), SETTINGS, final=False,
+                  exclude=set()).reason == ("p1 at 0.525, needs under 0.500 to match, or over "
+                                            "0.560 for a new person with 3 good faces (has 2)")
