@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from stream.identity.matcher import MatchSettings, threshold_for
 from stream.identity.track import Track, template
@@ -41,23 +42,15 @@ class Join:
     linkage: float
 
 
-@dataclass
-class _Cluster:
-    identity: int  # the identity it keeps (the oldest of those joined)
-    tracks: list[int]  # rows of the template matrix
-    faces: int  # good faces, over its tracks
-    frames: set[int]  # frames where one of its faces is sure
-    identities: set[int]  # the online identities it holds
-    existing: bool  # it holds an identity that was in the gallery before the video
-
-
 def refine(tracks: Sequence[Track], settings: MatchSettings, *, existing: Callable[[int], bool],
            cannot_link: Callable[[int], frozenset[int]], widen: float = 1.5) -> list[Join]:
     """The joins the whole video supports, in the order they were made (see the module).
 
     ``existing``: whether an identity was in the gallery before the video; ``cannot_link``:
     the identities the gallery knows were on screen together with one."""
-    clusters: dict[int, _Cluster] = {}
+    rows: dict[int, list[int]] = {}  # identity -> its tracks' rows in ``vectors``
+    faces: dict[int, int] = {}  # identity -> good faces over its tracks
+    frames: dict[int, set[int]] = {}  # identity -> frames where a face of it is sure
     vectors: list[FloatArray] = []
     for track in tracks:
         if track.identity is None:
@@ -65,81 +58,78 @@ def refine(tracks: Sequence[Track], settings: MatchSettings, *, existing: Callab
         good = track.embeddings(good_only=True)
         if not len(good):
             continue
-        cluster = clusters.setdefault(track.identity, _Cluster(
-            track.identity, [], 0, set(), {track.identity}, existing(track.identity)))
-        cluster.tracks.append(len(vectors))
-        cluster.faces += len(good)
-        cluster.frames |= {obs.frame for obs in track.observations
-                           if obs.score >= settings.min_face_score}
+        rows.setdefault(track.identity, []).append(len(vectors))
+        faces[track.identity] = faces.get(track.identity, 0) + len(good)
+        frames.setdefault(track.identity, set()).update(
+            obs.frame for obs in track.observations if obs.score >= settings.min_face_score)
         vectors.append(template(good))
-    if len(clusters) < 2:
+    identities = sorted(rows)
+    count = len(identities)
+    if count < 2:
         return []
-    matrix = np.stack(vectors)
-    distances = np.linalg.norm(matrix[:, None] - matrix[None], axis=2)
-    apart = {identity: cannot_link(identity) for identity in clusters}
+    matrix = np.stack(vectors).astype(np.float64)
+    distances = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * matrix @ matrix.T))  # unit vectors
+    members = np.zeros((count, len(vectors)))  # identity x track
+    for c, identity in enumerate(identities):
+        members[c, rows[identity]] = 1.0
+    sums = members @ distances @ members.T  # cluster x cluster: summed track distances
+    sizes = members.sum(axis=1)  # tracks per cluster
+    known = np.array([existing(identity) for identity in identities])
+    # Two people for sure: seen together, or remembered apart by the gallery.
+    apart = np.array([[a != b and (not frames[a].isdisjoint(frames[b])
+                                   or b in cannot_link(a)) for b in identities]
+                      for a in identities])
+    good_faces = np.array([faces[identity] for identity in identities])
+    alive = np.ones(count, np.bool_)
     joins: list[Join] = []
-    while (join := _best_join(list(clusters.values()), distances, apart, settings, widen)):
-        keep, gone = join
-        linkage = _linkage(keep, gone, distances)
-        joins.append(Join(gone.identity, keep.identity, linkage))
-        keep.tracks += gone.tracks
-        keep.faces += gone.faces
-        keep.frames |= gone.frames
-        keep.identities |= gone.identities
-        keep.existing = keep.existing or gone.existing
-        del clusters[gone.identity]
-    return joins
+    while True:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            linkage = sums / np.outer(sizes, sizes)  # average linkage
+            spread = np.diag(sums) / (sizes * (sizes - 1))  # mean distance between its tracks
+        bars = np.where(sizes > 1, np.minimum(settings.threshold, widen * spread),
+                        settings.threshold)
+        linkage[apart | np.outer(known, known) | ~alive[:, None] | ~alive[None]] = np.inf
+        np.fill_diagonal(linkage, np.inf)
+        pair = _best_pair(linkage, bars, known, good_faces, settings)
+        if pair is None:
+            return joins
+        i, j = pair
+        # The oldest identity stays, unless the other was someone's before the video.
+        keep, gone = (i, j) if known[i] or not known[j] else (j, i)
+        joins.append(Join(identities[gone], identities[keep], float(linkage[i, j])))
+        sums[keep] += sums[gone]
+        sums[:, keep] += sums[:, gone]
+        sizes[keep] += sizes[gone]
+        apart[keep] |= apart[gone]
+        apart[:, keep] |= apart[:, gone]
+        known[keep] |= known[gone]
+        good_faces[keep] += good_faces[gone]
+        alive[gone] = False
 
 
-def _linkage(a: _Cluster, b: _Cluster, distances: FloatArray) -> float:
-    """Average linkage: the mean distance between a track of ``a`` and a track of ``b``."""
-    return float(distances[np.ix_(a.tracks, b.tracks)].mean())
+Floats = npt.NDArray[np.float64]
 
 
-def _bar(cluster: _Cluster, distances: FloatArray, threshold: float, widen: float) -> float:
-    if len(cluster.tracks) < 2:
-        return threshold
-    block = distances[np.ix_(cluster.tracks, cluster.tracks)]
-    spread = float(block.sum() / (len(cluster.tracks) * (len(cluster.tracks) - 1)))
-    return min(threshold, widen * spread)
-
-
-def _separate(a: _Cluster, b: _Cluster, apart: dict[int, frozenset[int]]) -> bool:
-    """Whether ``a`` and ``b`` are surely two people: seen together, or both known before."""
-    return ((a.existing and b.existing) or not a.frames.isdisjoint(b.frames)
-            or any(not apart[identity].isdisjoint(b.identities) for identity in a.identities))
-
-
-def _best_join(clusters: list[_Cluster], distances: FloatArray,
-               apart: dict[int, frozenset[int]], settings: MatchSettings, widen: float
-               ) -> tuple[_Cluster, _Cluster] | None:
-    """The closest pair of clusters that may be joined (keep, gone), or ``None``."""
-    count = len(clusters)
-    linkage = np.full((count, count), np.inf)
-    for i in range(count):
-        for j in range(i + 1, count):
-            if not _separate(clusters[i], clusters[j], apart):
-                linkage[i, j] = linkage[j, i] = _linkage(clusters[i], clusters[j], distances)
-    bars = [_bar(cluster, distances, settings.threshold, widen) for cluster in clusters]
-    for flat in np.argsort(linkage, axis=None):
-        i, j = divmod(int(flat), count)
-        distance = linkage[i, j]
-        if not np.isfinite(distance):
-            return None
-        if i > j or distance >= min(bars[i], bars[j]):
+def _best_pair(linkage: Floats, bars: Floats, known: npt.NDArray[np.bool_],
+               good_faces: npt.NDArray[np.int64], settings: MatchSettings
+               ) -> tuple[int, int] | None:
+    """The closest two clusters that may be joined (lower index first), or ``None``."""
+    joinable = linkage < np.minimum.outer(bars, bars)
+    first, second = np.nonzero(np.triu(joinable, 1))
+    for k in np.argsort(linkage[first, second], kind="stable"):
+        i, j = int(first[k]), int(second[k])
+        distance = float(linkage[i, j])
+        # A look-alike: nearly as close to one of them, and not to be joined with the other.
+        rivals = ((linkage[i] - distance < settings.margin) & ~joinable[j]
+                  | (linkage[j] - distance < settings.margin) & ~joinable[i])
+        rivals[[i, j]] = False
+        if rivals.any():
             continue
-        others = np.delete(linkage[[i, j]], [i, j], axis=1)
-        if others.size and float(others.min()) - distance < settings.margin:
-            continue
-        a, b = clusters[i], clusters[j]
-        if a.existing or b.existing:
-            new = b if a.existing else a
-            if distance >= threshold_for(new.faces, settings):
+        if known[i] != known[j]:
+            new = j if known[i] else i
+            if distance >= threshold_for(int(good_faces[new]), settings):
                 continue
-        keep, gone = (a, b) if a.identity < b.identity else (b, a)
-        if gone.existing:
-            keep, gone = gone, keep
-        return keep, gone
+        return i, j
     return None
 
 

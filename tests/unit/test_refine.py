@@ -21,7 +21,8 @@ SETTINGS = MatchSettings(threshold=0.5)
 
 
 def at(distance: float, turn: int = 1) -> np.ndarray:
-    """The unit vector ``distance`` away from the first axis, towards axis ``turn``."""
+    """The unit vector ``distance`` away from the first axis, towards axis ``turn`` (away from
+    it when negative)."""
     angle = 2 * math.asin(distance / 2)
     vector = np.zeros(DIM, np.float32)
     vector[0], vector[turn] = math.cos(angle), math.sin(angle)
@@ -57,11 +58,17 @@ def test_people_seen_together_or_remembered_apart_are_never_joined() -> None:
 
 def test_a_look_alike_between_leaves_them_apart() -> None:
     middle = track(1, 1, at(0.0), range(0, 10))
-    side = track(2, 2, at(0.3, turn=1), range(20, 30))
-    close_other_side = track(3, 3, at(0.31, turn=2), range(40, 50))
+    side = track(2, 2, at(0.3), range(20, 30))
+    close_other_side = track(3, 3, at(-0.31), range(40, 50))  # 0.6 from side: not them
     assert joins([middle, side, close_other_side]) == []
-    far_other_side = track(3, 3, at(0.45, turn=2), range(40, 50))
+    far_other_side = track(3, 3, at(-0.45), range(40, 50))
     assert joins([middle, side, far_other_side]) == [(2, 1)]
+
+
+def test_one_person_split_three_ways_is_joined_into_one() -> None:
+    parts = [track(1, 1, at(0.0), range(0, 10)), track(2, 2, at(0.1, turn=1), range(20, 30)),
+             track(3, 3, at(0.1, turn=2), range(40, 50))]
+    assert sorted(joins(parts)) == [(2, 1), (3, 1)]
 
 
 def test_a_person_whose_visits_agree_closely_takes_in_only_what_is_as_close() -> None:
