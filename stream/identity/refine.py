@@ -11,12 +11,15 @@ track templates (each track's unit mean of good faces). Two clusters are joined 
 - their linkage is under the bar of both: the embedder's threshold, or, for a cluster of several
   tracks, ``widen`` times how far its tracks sit from each other when that is tighter (a person
   whose visits agree closely takes in only what is as close);
-- each is the other's nearest cluster by ``margin`` (a look-alike in between makes it a split);
+- no third cluster is within ``margin`` as close to one of them while it may not join the
+  other (a look-alike of one of them makes it a split; a third part of the same person, close
+  to both, does not);
 - when one of them was in the gallery before the video, the linkage is also under the online
   threshold for the other's faces; two such identities are never joined here (the gallery's
   ``merge`` does that, by a user).
 
-Pure: tracks in, a mapping of identities out.
+The closest such pair is joined first, and the linkages are brought up to date after each join.
+Pure: tracks in, the joins out.
 """
 
 from __future__ import annotations
