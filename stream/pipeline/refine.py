@@ -51,9 +51,11 @@ def refine_video(gallery: Gallery, tracks: Iterable[Track], left: list[PersonLef
     for track in tracks:
         if track.identity is not None:
             track.identity = final(track.identity)
-    labels = {Gallery.label(gone): Gallery.label(final(gone)) for gone in kept}
-    return _joined([replace(event, person=labels.get(event.person, event.person))
-                    for event in left], set(labels.values()), left_after_s)
+    kept_as = {Gallery.label(gone): final(gone) for gone in kept}
+    told = [event if event.person not in kept_as else replace(
+        event, person=Gallery.label(kept_as[event.person]),
+        name=gallery.store.identity(kept_as[event.person]).name) for event in left]
+    return _joined(told, {Gallery.label(keep) for keep in kept_as.values()}, left_after_s)
 
 
 def _joined(left: list[PersonLeft], joined: set[str], gap_s: float) -> list[PersonLeft]:

@@ -107,13 +107,16 @@ def test_the_video_is_told_again_under_the_kept_identity() -> None:
                                                                    at(1.2, 5)))
     tracks = [track(1, ada, at(0.0), range(0, 10)), track(2, again, at(0.2), range(11, 20)),
               track(3, bob, at(1.2, 5), range(0, 20)), track(4, None, at(0.0), range(30, 31))]
-    events = [left("p2", 0.0, 0.9, 0.5), left("p3", 1.1, 1.9, 0.8), left("p4", 0.0, 1.9, 0.7)]
+    gallery.store.rename(ada, "Ada")
+    events = [left("p2", 0.0, 0.9, 0.5), left("p3", 1.1, 1.9, 0.8), left("p4", 0.0, 1.9, 0.7),
+              left("p3", 3.5, 4.0, 0.6)]
     told = refine_video(gallery, tracks, events, SETTINGS, existing_up_to=earlier,
                         left_after_s=1.5)
     assert again not in gallery and len(gallery.store.exemplars(ada)) == 2
     assert [t.identity for t in tracks] == [ada, ada, bob, None]
     assert [(e.person, e.start_frame_time, e.end_frame_time, e.quality) for e in told] == [
-        ("p2", 0.0, 1.9, 0.8), ("p4", 0.0, 1.9, 0.7)]
+        ("p2", 0.0, 1.9, 0.8), ("p4", 0.0, 1.9, 0.7), ("p2", 3.5, 4.0, 0.6)]  # 1.6 s later
+    assert told[2].name == "Ada" and told[1].name is None
     assert told[0].thumbnail[0, 0, 0] == 80 and told[0].duration_s == pytest.approx(1.9)
     assert refine_video(gallery, tracks[2:], events[2:], SETTINGS, existing_up_to=earlier,
                         left_after_s=1.5) == events[2:]
