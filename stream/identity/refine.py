@@ -8,9 +8,10 @@ track templates (each track's unit mean of good faces). Two clusters are joined 
 
 - no face of one was on screen together with a face of the other (cannot-link: from the video's
   own frames and from the pairs the gallery remembers);
-- their linkage is under the bar of both: the embedder's threshold, or, for a cluster of several
-  tracks, ``widen`` times how far its tracks sit from each other when that is tighter (a person
-  whose visits agree closely takes in only what is as close);
+- their linkage is under the bar of both: a clear match (the embedder's threshold less the
+  matcher's ``close_band``: a close call stays a split, the lesser error), or, for a cluster of
+  several tracks, ``widen`` times how far its tracks sit from each other when that is tighter (a
+  person whose visits agree closely takes in only what is as close);
 - no third cluster is within ``margin`` as close to one of them while it may not join the
   other (a look-alike of one of them makes it a split; a third part of the same person, close
   to both, does not);
@@ -84,13 +85,13 @@ def refine(tracks: Sequence[Track], settings: MatchSettings, *, existing: Callab
                       for a in identities])
     good_faces = np.array([faces[identity] for identity in identities])
     alive = np.ones(count, np.bool_)
+    clear = settings.threshold - settings.close_band  # a clear match: closer calls stay splits
     joins: list[Join] = []
     while True:
         with np.errstate(divide="ignore", invalid="ignore"):
             linkage = sums / np.outer(sizes, sizes)  # average linkage
             spread = np.diag(sums) / (sizes * (sizes - 1))  # mean distance between its tracks
-        bars = np.where(sizes > 1, np.minimum(settings.threshold, widen * spread),
-                        settings.threshold)
+        bars = np.where(sizes > 1, np.minimum(clear, widen * spread), clear)
         linkage[apart | np.outer(known, known) | ~alive[:, None] | ~alive[None]] = np.inf
         np.fill_diagonal(linkage, np.inf)
         pair = _best_pair(linkage, bars, known, good_faces, settings)
