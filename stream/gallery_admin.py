@@ -114,8 +114,8 @@ def merge(gallery: Gallery, keep: int, gone: int, *, force: bool = False) -> Ide
     other, say."""
     if not force and gone in gallery.store.cannot_link(keep):
         raise ConflictError(f"{Gallery.label(keep)} and {Gallery.label(gone)} were on screen "
-                            "together, so they are two people; force the merge only if one was "
-                            "a picture or reflection of the other")
+                            "together, so they are two people; force the merge (--force, or "
+                            '"force": true over REST) only if one was a picture of the other')
     gallery.merge(keep, gone)
     return IdentityMerged(person=Gallery.label(keep), merged=Gallery.label(gone),
                           time=time.time())

@@ -122,8 +122,21 @@ const actions = {
     }
     act(`/api/persons/${id}/split`, "POST", { exemplars, appearances }, `Split ${id}.`);
   },
-  merge: (id, other) => act(`/api/persons/${id}/merge`, "POST", { other },
-    `Merged ${other} into ${id}.`),
+  merge: async (id, other) => {
+    const path = `/api/persons/${id}/merge`;
+    try {
+      await api(path, { method: "POST", body: { other } });
+      say(`Merged ${other} into ${id}.`);
+    } catch (error) {
+      // Two people seen on screen together (409): merged only if the user insists.
+      if (error instanceof ApiError && error.status === 409
+          && confirm(`${error.message}. Merge anyway?`)) {
+        act(path, "POST", { other, force: true }, `Merged ${other} into ${id}.`);
+      } else {
+        say(error.message, true);
+      }
+    }
+  },
   forget: (id) => act(`/api/persons/${id}/forget`, "POST", {}, `${id} was forgotten.`),
 };
 

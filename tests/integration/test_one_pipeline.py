@@ -1,4 +1,5 @@
-"""One pipeline: a video through ``facestream analyze`` and through ``facestream run`` (the file
+"""One pipeline: a video through ``facestream analyze`` as decided online (``--no-refine``: its
+report without the second look at the whole video) and through ``facestream run`` (the file
 played as a camera, handed over losslessly) gives the same people at the same times."""
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def test_analyze_and_run_find_the_same_people_at_the_same_times(
         cuts_video: tuple[Path, GroundTruth], tmp_path: Path) -> None:
     video, truth = cuts_video
     out = tmp_path / "report"
-    assert main(["-q", "analyze", str(video), "--out", str(out),
+    assert main(["-q", "analyze", str(video), "--out", str(out), "--no-refine",
                  "--sample-fps", str(SAMPLE_FPS)]) == 0
     from_file, duration = report_spans(out)
 

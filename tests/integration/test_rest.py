@@ -226,6 +226,8 @@ def test_refusals_are_json_with_the_right_status(live: Live) -> None:
         ("POST", f"/api/persons/{unknown}/forget", None, None, 404, unknown),
         ("POST", f"/api/persons/{someone}/merge", {"other": unknown}, None, 404, unknown),
         ("POST", f"/api/persons/{someone}/merge", {"other": someone}, None, 409, "itself"),
+        ("POST", f"/api/persons/{someone}/merge", {"other": live.current(P17)}, None, 409,
+         "on screen together"),  # p17 is beside p03 all the time
         ("POST", f"/api/persons/{someone}/merge", None, b"{not json", 400, "JSON"),
         ("POST", f"/api/persons/{someone}/merge", [someone], None, 400, "JSON object"),
         ("POST", f"/api/persons/{someone}/merge", {"other": "x1"}, None, 400, "x1"),
@@ -373,7 +375,8 @@ def test_merge_ends_the_merged_persons_appearance_and_their_id_is_never_seen_aga
     gone = live.present(P12) or live.wait_for_face(P12, len(live.client.events), 30)["person"]
     exemplars_of_gone = {e["id"] for e in live.ok("GET", f"/api/persons/{gone}")["exemplar_list"]}
     before = live.people()
-    merged = live.ok("POST", f"/api/persons/{keep}/merge", {"other": gone})
+    # p03 and p12 were on screen together: two people, merged only by force
+    merged = live.ok("POST", f"/api/persons/{keep}/merge", {"other": gone, "force": True})
     assert merged == {**merged, "type": "identity.merged", "person": keep, "merged": gone}
     after = live.people()
     # Everyone but the merged person is still there. Someone new may have been created
