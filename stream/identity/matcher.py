@@ -325,7 +325,7 @@ class Identifier:
         good = track.embeddings(good_only=True)
         if decision.verdict is Verdict.KNOWN:
             assert decision.identity is not None
-            track.identity = decision.identity
+            track.identity, track.distance = decision.identity, decision.distance
             if len(good):
                 self._remember(track, good)
             self._keep_apart(decision.identity, exclude)
@@ -335,6 +335,7 @@ class Identifier:
                 track.identity = self.gallery.create(
                     template(good)[None], quality=self._quality(track), source=self.source,
                     face=self.face_of(track), join_within=self.settings.threshold)
+                track.distance = None
             except StorageError as error:  # decided again on its next face, or at its end
                 log.warning("cannot create a person now (%s); track %d waits", error,
                             track.number)

@@ -37,6 +37,7 @@ class Track:
     number: int
     observations: list[Observation] = field(default_factory=list)
     identity: int | None = None
+    distance: float | None = None  # of the decision that found it known (None: it created it)
 
     @property
     def last(self) -> Observation:

@@ -377,9 +377,11 @@ def test_a_persons_appearance_in_a_file_makes_them_seen_now(tmp_path: Path) -> N
     with closing(sqlite3.connect(tmp_path / "gallery.db")) as db, db:
         db.execute("UPDATE identities SET last_seen = 1000.0")  # seen long ago
     before = time.time()
-    left = PersonLeft(camera="file", person=Gallery.label(ada), start=before - 10, end=before,
+    left = PersonLeft(camera="file", person=Gallery.label(ada), name=None,
+                      appearance="file-1", start=before - 10, end=before,
                       duration_s=10.0, start_frame_time=2.0, end_frame_time=12.0,
-                      thumbnail=np.zeros((8, 8, 3), np.uint8), quality=0.5, time=before)
+                      thumbnail=np.zeros((8, 8, 3), np.uint8), quality=0.5, distance=None,
+                      confidence=None, time=before)
     AppearanceRecorder(gallery, wall_clock=False).record("file:/v.mp4", [left])
     assert [(a.start, a.end) for a in gallery.store.appearances(ada)] == [(2.0, 12.0)]
     assert gallery.store.identity(ada).last_seen >= before  # not 12.0: retention keeps them
