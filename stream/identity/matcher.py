@@ -172,8 +172,9 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
         return Decision(Verdict.KNOWN, best, best_distance, match)
     enough = len(good) >= settings.min_evidence
     if enough and best_distance >= reach:
-        return Decision(Verdict.NEW, None, best_distance, f"nearest {name} at "
-                        f"{best_distance:.3f}, over {reach:.3f}")
+        nearest = (f"nobody within {reach:.3f}" if best is None
+                   else f"nearest {name} at {best_distance:.3f}, over {reach:.3f}")
+        return Decision(Verdict.NEW, None, best_distance, nearest)
     if final or len(good) >= settings.patience:
         # Out of patience. A known person needs the evidence its closeness asks for, or a
         # clear match (then faces too small or soft to create anyone may still be them).

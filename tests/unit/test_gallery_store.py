@@ -402,4 +402,5 @@ def test_the_decisions_are_logged_with_the_persons_ids(caplog: pytest.LogCapture
         identifier.finish()
     decisions = [record.getMessage().split(": ", 1)[1] for record in caplog.records
                  if record.getMessage().startswith("track ")]
-    assert [line.split(",")[0] for line in decisions] == ["new", "known p1"], decisions
+    assert [line.split(" at ")[0] for line in decisions] == [
+        "new: nobody within 0.560", "known: p1"], decisions
