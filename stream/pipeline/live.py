@@ -4,10 +4,11 @@ models together, identities from one gallery shared by all cameras, and appearan
 The thread owns the models, the device, the trackers and the gallery; nothing else touches them.
 It never waits on a consumer: events leave through ``emit``, which must not block.
 
-Nothing outside the thread may stop it: it looks at the gallery every second for changes made
-by other processes (``facestream gallery ... delete`` while the service runs) and reconciles its
-tracks with them; a write the gallery refuses (a full disk) is reported in
-:attr:`Engine.persistence_error` and the metrics and retried, while analysis and events go on.
+Nothing outside the thread may stop it: it looks at the gallery several times a second for
+changes made by other processes (``facestream gallery ... delete`` while the service runs,
+another node) and reconciles its tracks with them; a write the gallery refuses (a full disk) is
+reported in :attr:`Engine.persistence_error` and the metrics and retried, while analysis and
+events go on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from stream import gallery_admin
 from stream.config import EngineSettings, EventSettings
 from stream.errors import GalleryError, StorageError
 from stream.identity.gallery import Gallery
@@ -30,6 +32,7 @@ from stream.pipeline.lane import Lane, identifying_lane
 from stream.pipeline.record import AppearanceRecorder
 from stream.service.metrics import Metrics
 from stream.sources import Camera
+from stream.storage.postgres import PostgresStore
 from stream.types import Event, Frame, ImageArray, PersonLeft
 from stream.vision.executor import VisionWorker
 
@@ -39,7 +42,12 @@ T = TypeVar("T")
 SAVE_EVERY_S = 2.0  # open appearances are written to the gallery this often
 RETIRE_EVERY_S = 3600.0  # retention is applied at start and then this often
 FPS_WINDOW_S = 5.0  # the analysis rate shown for a camera is over this long
-REFRESH_EVERY_S = 1.0  # others' changes to the gallery are looked for this often
+# Others' changes are looked for this often: a look costs nothing on a shared gallery until its
+# NOTIFY says there is news, and a query of the log on a SQLite file.
+REFRESH_EVERY_S = 0.1
+ERASURES_EVERY_S = 1.0  # erasures other sessions held up are retried this often
+DUPLICATES_EVERY_S = 5.0  # on a shared gallery, two IDs of one person are looked for this often
+DUPLICATES_WITHIN_S = 600.0  # among the identities created this recently
 UNRECORDED_MAX = 1000  # ended appearances kept for a retry while the gallery takes no writes
 
 
@@ -99,7 +107,7 @@ class Engine:
             for camera in cameras]
         self._recorder = AppearanceRecorder(gallery, wall_clock=True)
         self._saved_at = time.monotonic()
-        self._refreshed_at = time.monotonic()
+        self._refreshed_at = self._erasures_at = self._duplicates_at = time.monotonic()
         self._reload = False  # the last refresh failed: read the whole gallery again
         # Ended appearances the gallery refused (a full disk), oldest first, retried on saves;
         # beyond UNRECORDED_MAX the oldest are lost (the disk has been full for long).
@@ -212,7 +220,9 @@ class Engine:
                 self._reload, changed = False, True
             else:
                 changed = bool(self.gallery.refresh())
-            self.gallery.store.complete_erasures(wait_ms=0)
+            if time.monotonic() - self._erasures_at >= ERASURES_EVERY_S:
+                self._erasures_at = time.monotonic()
+                self.gallery.store.complete_erasures(wait_ms=0)
         except StorageError as error:
             self._persistence_failed(error)
             return
@@ -222,6 +232,38 @@ class Engine:
             return
         if changed:
             self._reconcile()
+
+    def _merge_duplicates(self) -> None:
+        """On a shared gallery: merge the pairs of IDs that nodes which could not see each
+        other's writes made of one person (see :meth:`PostgresStore.duplicates`), announcing
+        each with ``identity.merged``. Looked for without the lock, merged under it (after
+        taking in the others' changes) so that two nodes never merge one pair twice."""
+        self._duplicates_at = time.monotonic()
+        store = self.gallery.store
+        if not isinstance(store, PostgresStore):  # one writer: no partition
+            return
+        since = time.time() - DUPLICATES_WITHIN_S
+        try:
+            if not store.duplicates(self.threshold, since):
+                return
+            with store.transaction():
+                store.lock_creation()
+                self.gallery.refresh()
+                merged = [gallery_admin.merge(self.gallery, kept, gone)
+                          for kept, gone in store.duplicates(self.threshold, since)]
+        except StorageError as error:  # the store kept none of it, the index may have
+            self._persistence_failed(error)
+            self._reload = True
+            return
+        except GalleryError as error:  # the pair changed meanwhile
+            log.warning("merging two IDs of one person failed (%s); tried again later", error)
+            self._reload = True
+            return
+        self._reconcile()  # the changes taken in under the lock, and the merges
+        for event in merged:
+            log.warning("%s and %s were made of one person by two nodes: merged",
+                        event.person, event.merged)
+            self._emit(event)
 
     def reject(self, identity: int, camera: str) -> int:
         """"Not this person": the tracks now assigned ``identity`` on ``camera`` are not them.
@@ -248,6 +290,8 @@ class Engine:
                 self._run_commands()
                 if time.monotonic() - self._refreshed_at >= REFRESH_EVERY_S:
                     self._refresh()
+                if time.monotonic() - self._duplicates_at >= DUPLICATES_EVERY_S:
+                    self._merge_duplicates()
                 self.step()
             self._run_commands()
             self.step()

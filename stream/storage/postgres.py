@@ -36,6 +36,7 @@ from pgvector.psycopg import register_vector
 from psycopg import errors as pg_errors
 
 from stream.errors import GalleryError, NotFoundError, StorageError
+from stream.identity.track import template
 from stream.storage.base import AppearanceRecord, Changes, Exemplar, IdentityRecord, IndexRows
 from stream.storage.sqlite import SQLiteStore, _seen_s
 from stream.types import FloatArray
@@ -89,7 +90,10 @@ CREATE TABLE changes (  -- no foreign key: deleted identities are changes too
     identity bigint NOT NULL,
     writer text NOT NULL
 );
-""",)
+""", """
+ALTER TABLE identities ADD COLUMN writer text;  -- the store that created it (NULL: before 2)
+CREATE INDEX identities_created ON identities(created);
+""")
 SCHEMA_VERSION = len(MIGRATIONS)
 # The tables that hold a person's data: what an erasure rewrites (VACUUM FULL).
 PERSONAL = ("identities", "exemplars", "appearances", "rejections", "cannot_link", "changes")
@@ -428,10 +432,43 @@ class PostgresStore:
         """A new identity; its number is never given out again."""
         now = time.time() if now is None else now
         with self._change():
-            identity = int(self._write("INSERT INTO identities (created, last_seen)"
-                                       " VALUES (%s, %s) RETURNING id", (now, now))[0][0])
+            identity = int(self._write("INSERT INTO identities (created, last_seen, writer)"
+                                       " VALUES (%s, %s, %s) RETURNING id",
+                                       (now, now, self._writer))[0][0])
             self._touch(identity)
         return identity
+
+    def duplicates(self, within: float, since: float) -> list[tuple[int, int]]:
+        """Pairs (kept, gone) of identities that look like one person given two IDs by two
+        stores that could not see each other's writes (a partition): created after ``since``
+        by different stores, their templates (the unit mean of their exemplars) nearer than
+        ``within``, never seen on screen together. The older is kept; nearest pairs first, each
+        identity in one pair at most (a third ID of them is found at the next look)."""
+        rows = self._query(
+            "SELECT i.id, i.writer, AVG(e.vector) FROM identities i"
+            " JOIN exemplars e ON e.identity = i.id"
+            " WHERE i.created > %s AND i.writer IS NOT NULL GROUP BY i.id ORDER BY i.id",
+            (since,))
+        if len({row[1] for row in rows}) < 2:
+            return []
+        numbers = [int(row[0]) for row in rows]
+        templates = np.stack([template([_array(row[2])]) for row in rows])
+        distances = np.linalg.norm(templates[:, None] - templates[None], axis=2)
+        kept_apart = {(int(first), int(second)) for first, second in self._query(
+            "SELECT first, second FROM cannot_link WHERE first = ANY(%s) AND second = ANY(%s)",
+            (numbers, numbers))}
+        candidates = sorted(
+            (float(distances[i, j]), numbers[i], numbers[j])
+            for i in range(len(rows)) for j in range(i + 1, len(rows))
+            if rows[i][1] != rows[j][1] and distances[i, j] < within
+            and (numbers[i], numbers[j]) not in kept_apart)
+        pairs: list[tuple[int, int]] = []
+        taken: set[int] = set()
+        for _, kept, gone in candidates:
+            if not {kept, gone} & taken:
+                pairs.append((kept, gone))
+                taken |= {kept, gone}
+        return pairs
 
     def identity_ids(self) -> list[int]:
         """The numbers of every identity, ascending."""

@@ -16,6 +16,7 @@ from stream.errors import GalleryError, NotFoundError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import MatchSettings, decide
 from stream.storage import Location, check_location, open_gallery, open_store
+from stream.storage.postgres import SCHEMA_VERSION, PostgresStore
 from tests.fixtures.postgres import PASSWORD, Postgres
 from tests.unit.test_identity import DIM, near, track_of
 
@@ -211,7 +212,7 @@ def test_erase_leaves_no_row_and_no_table_file_holding_the_person(postgres: Post
 def test_the_schema_is_versioned_and_a_newer_one_is_refused(postgres: Postgres,
                                                            pg_url: str) -> None:
     open_store(pg_url, embedder="test", version="1", dim=DIM).close()
-    assert postgres.rows(pg_url, "SELECT version FROM schema_version") == [(1,)]
+    assert postgres.rows(pg_url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
     postgres.rows(pg_url, "UPDATE schema_version SET version = 99")
     with pytest.raises(GalleryError, match=r"newer facestream \(schema 99\)"):
         open_store(pg_url, embedder="test", version="1", dim=DIM)
@@ -244,6 +245,41 @@ def test_a_change_reaches_the_other_node_by_notification(pg_url: str) -> None:
     assert news(theirs) == {ada}
     ours.store.close()
     theirs.store.close()
+
+
+def test_two_ids_that_two_nodes_made_of_one_person_are_found(postgres: Postgres,
+                                                             pg_url: str) -> None:
+    stores = [PostgresStore(pg_url, embedder="test", version="1", dim=DIM) for _ in range(2)]
+    ours, theirs = (Gallery(store) for store in stores)
+    since = time.time() - 1
+    for gallery in (ours, theirs):  # met long ago: the look is over recent identities only
+        old = gallery.store.create_identity(now=since - 3600)
+        gallery.store.add_exemplar(old, near(3), quality=1.0, source="")
+    ada = ours.create(np.stack([near(0), near(0)]))
+    twin = theirs.create(np.stack([near(0)]))  # a node that could not see ada
+    bob = ours.create(np.stack([near(1)]))
+    ours.create(np.stack([near(1)]))  # kept apart from bob by the node that held both
+    grace = ours.create(np.stack([near(2)]))
+    seen_with_grace = theirs.create(np.stack([near(2)]))
+    theirs.store.add_cannot_link(grace, seen_with_grace)  # on screen together: two people
+    assert stores[0].duplicates(SETTINGS.threshold, since) == [(ada, twin)]
+    assert stores[1].duplicates(0.01, since) == []
+    assert stores[1].duplicates(SETTINGS.threshold, time.time()) == []
+    assert bob in ours and twin not in ours
+    for store in stores:
+        store.close()
+
+
+def test_a_gallery_of_schema_1_is_migrated(postgres: Postgres, pg_url: str) -> None:
+    open_store(pg_url, embedder="test", version="1", dim=DIM).close()
+    postgres.rows(pg_url, "DROP INDEX identities_created")
+    postgres.rows(pg_url, "ALTER TABLE identities DROP COLUMN writer")
+    postgres.rows(pg_url, "UPDATE schema_version SET version = 1")
+    store = open_store(pg_url, embedder="test", version="1", dim=DIM)
+    identity = store.create_identity()
+    assert postgres.rows(pg_url, f"SELECT writer IS NOT NULL FROM identities"
+                         f" WHERE id = {identity}") == [(True,)]
+    store.close()
 
 
 def _closed_port() -> int:
