@@ -1,9 +1,13 @@
 """Several real ``facestream run`` processes on one real PostgreSQL gallery: the same people get
 the same IDs on every node, two nodes seeing a new person at once make one ID, a rename on one
-node reaches another's events, and a forget on one leaves nothing in the database."""
+node reaches another's events, a forget on one leaves nothing in the database, two IDs of one
+person made through two stores are merged with ``identity.merged``, and a node killed while
+another changes the gallery catches up when it starts again."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import time
@@ -11,9 +15,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from benchmarks.synthetic import GroundTruth, build
+from benchmarks.synthetic import PERSONS, GroundTruth, build, make_sprite
+from stream.storage import open_store, recorded_embedder
 from tests.fixtures import free_port
 from tests.fixtures.postgres import Postgres
 from tests.integration.live import EventClient, Service
@@ -41,6 +47,34 @@ def wait_for_people(client: EventClient, count: int, timeout_s: float = 60.0) ->
     while len(appeared(client)) < count and time.monotonic() < deadline:
         time.sleep(0.1)
     return appeared(client)
+
+
+def merges(clients: list[EventClient]) -> list[tuple[str, str]]:
+    """The ``identity.merged`` events the clients got: (kept, gone)."""
+    return [(event["person"], event["merged"]) for client in clients
+            for event in client.of_type("identity.merged")]
+
+
+def photo(person: str) -> str:
+    """A photo of ``person`` of the sample set, base64 JPEG."""
+    out = io.BytesIO()
+    make_sprite(PERSONS[person][0]).image.convert("RGB").save(out, "JPEG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def make_twins(url: str) -> tuple[int, int]:
+    """One made-up person created twice, through two stores of their own (two nodes that could
+    not see each other's writes): the two identities' numbers."""
+    name, version, dim = recorded_embedder(url)
+    face = np.random.default_rng(12).normal(size=dim).astype(np.float32)
+    made = []
+    for noise in (0.0, 0.01):
+        store = open_store(url, embedder=name, version=version, dim=dim)
+        vector = face + noise * np.ones(dim, np.float32)
+        made.append(store.create_identity())
+        store.add_exemplar(made[-1], vector / np.linalg.norm(vector), quality=1.0, source="")
+        store.close()
+    return made[0], made[1]
 
 
 def test_nodes_on_one_gallery_agree_on_who_is_who(
@@ -97,6 +131,39 @@ def test_nodes_on_one_gallery_agree_on_who_is_who(
         while nodes[0].get(f"/api/persons/{person}")[0] != 404 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert nodes[0].get(f"/api/persons/{person}")[0] == 404
+
+        # Two IDs of one person slipped through: a node notices, merges them and says so.
+        kept, gone = make_twins(pg_url)
+        deadline = time.monotonic() + 30
+        while not (merged := merges(clients)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert postgres.rows(pg_url, f"SELECT id FROM identities WHERE id IN ({kept}, {gone})"
+                             ) == [(kept,)]
+        assert merged == merges(clients) == [(f"p{kept}", f"p{gone}")]  # by one node, once
+
+        # Node b is killed; meanwhile a renames one person, forgets another and enrolls a
+        # third; b, started again, knows all of it.
+        nodes[1].process.kill()
+        nodes[1].process.wait(10)
+        grace, forgotten = sorted(seen[0])[1:]
+        assert call(nodes[0], "PATCH", f"/api/persons/{grace}", {"name": "Grace"})[0] == 200
+        assert call(nodes[0], "POST", f"/api/persons/{forgotten}/forget", {})[0] == 200
+        status, created = call(nodes[0], "POST", "/api/persons",
+                               {"name": "Mallory", "photos": [photo("p08")]})
+        assert status == 201 and isinstance(created, dict)
+        nodes[1] = Service([f"door={video}", "--loop", "--gallery", pg_url, "--node", "b"],
+                           free_port())
+        back = EventClient(f"ws://127.0.0.1:{nodes[1].port}/events?replay=100")
+        event = back.wait_for(lambda e: e.get("person") == grace, 30)
+        assert (event["type"], event["name"], event["new"]) == ("person.appeared", "Grace", False)
+        for node in nodes:
+            status, body = node.get(f"/api/persons/{grace}")
+            assert status == 200 and json.loads(body)["name"] == "Grace"
+            status, body = node.get(f"/api/persons/{created['person']}")
+            assert status == 200 and json.loads(body)["name"] == "Mallory"
+            assert node.get(f"/api/persons/{forgotten}")[0] == 404
+            assert node.get(f"/api/persons/p{gone}")[0] == 404
+        assert forgotten not in {e.get("person") for e in back.events}
     finally:
         for node in [*nodes, *([third] if third else [])]:
             node.kill()
