@@ -20,20 +20,32 @@ track templates (each track's unit mean of good faces). Two clusters are joined 
   ``merge`` does that, by a user).
 
 The closest such pair is joined first, and the linkages are brought up to date after each join.
-Pure: tracks in, the joins out.
+
+Then the tracks never identified (faces short of the gate: small, soft) are looked at again
+against the gallery as the whole video left it (:func:`recalled`): a track whose fair faces the
+recall rule finds to be one of the video's people is labelled with them, never with someone it
+was on screen with; none creates anyone. The rule's threshold is at least the bar of a join
+(the threshold less ``close_band``), where online it falls with the faces: a small face's
+template does not come nearer its person's large ones the more small faces it averages (what
+differs is the size, not noise that averaging cancels). Someone known before the video is
+labelled only by the online rule.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from stream.identity.matcher import MatchSettings, threshold_for
+from stream.identity.gallery import Gallery
+from stream.identity.matcher import MatchSettings, Verdict, recall, threshold_for
 from stream.identity.track import Track, template
 from stream.types import FloatArray
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,52 @@ def refine(tracks: Sequence[Track], settings: MatchSettings, *, existing: Callab
         alive[gone] = False
 
 
+@dataclass(frozen=True)
+class Recalled:
+    """A track never identified, found by the second look to be one of the video's people."""
+
+    track: Track
+    identity: int
+    distance: float
+
+
+def recalled(gallery: Gallery, tracks: Sequence[Track], settings: MatchSettings, *,
+             existing: Callable[[int], bool]) -> list[Recalled]:
+    """The tracks never identified that the recall rule (:func:`recall`: enough fair faces,
+    clearly under the threshold, a margin over the next person; see the module) finds to be an
+    identity of the video, never one with a face on screen at the same time; closest first,
+    each labelled track's frames counting against the next (two faces of one frame are never
+    both one person). ``existing``: whether an identity was in the gallery before the video."""
+    frames: dict[int, set[int]] = {}  # identity -> frames where a face of it is
+    for track in tracks:
+        if track.identity is not None:
+            frames.setdefault(track.identity, set()).update(track.frames)
+    found = []
+    for track in tracks:
+        if track.identity is not None:
+            continue
+        seen = track.frames
+        exclude = {identity for identity, its in frames.items() if not its.isdisjoint(seen)}
+        decision = recall(gallery, track, settings, exclude,
+                          at_least=settings.threshold - settings.close_band)
+        if decision is not None and decision.identity is not None and existing(
+                decision.identity):
+            decision = recall(gallery, track, settings, exclude)
+        if decision is None:
+            continue
+        log.debug("second look at track %d (%d faces from %.2f s): %s", track.number,
+                  len(track.observations), track.observations[0].t, decision.reason)
+        if decision.verdict is Verdict.KNOWN and decision.identity in frames:
+            assert decision.identity is not None
+            found.append(Recalled(track, decision.identity, decision.distance))
+    result = []
+    for item in sorted(found, key=lambda item: item.distance):
+        if frames[item.identity].isdisjoint(item.track.frames):
+            frames[item.identity].update(item.track.frames)
+            result.append(item)
+    return result
+
+
 Floats = npt.NDArray[np.float64]
 
 
@@ -137,4 +195,4 @@ def _best_pair(linkage: Floats, bars: Floats, known: npt.NDArray[np.bool_],
     return None
 
 
-__all__ = ["Join", "refine"]
+__all__ = ["Join", "Recalled", "recalled", "refine"]

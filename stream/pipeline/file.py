@@ -153,6 +153,7 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
                 recorder = AppearanceRecorder(gallery, wall_clock=False)
             if config.refine and isinstance(lane.assigner, Identifier):
                 refining = (gallery, lane.assigner, gallery.highest)
+                lane.undecided_faces = {}
         else:
             lane = Lane(LANE, assigner, config.events)
         log.info("analysing %s (%dx%d, %.2f fps) with %s on %s", video, info.width, info.height,
@@ -182,7 +183,9 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
             gallery, identifier, existing_up_to = refining
             left = refine_video(gallery, faces.tracks(), left, identifier.settings,
                                 existing_up_to=existing_up_to,
-                                left_after_s=config.events.left_after_s)
+                                left_after_s=config.events.left_after_s,
+                                appearances_of=lambda tracks: lane.appearances_of(tracks,
+                                                                                  time.time()))
         people = persons(left, faces, half_step=sample_step / 2, duration=duration)
         document = report_document(
             source=video, duration_s=duration, fps=info.fps, frames_decoded=stats.frames_decoded,

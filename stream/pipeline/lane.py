@@ -26,7 +26,7 @@ from stream.identity.matcher import Identifier, MatchSettings
 from stream.identity.track import Observation, Track
 from stream.imaging import face_crop, jpeg_bytes
 from stream.pipeline.appearances import Appearances, Sighting
-from stream.types import Event, Faces, FloatArray, Frame, ImageArray, PersonAppeared
+from stream.types import Event, Faces, FloatArray, Frame, ImageArray, PersonAppeared, PersonLeft
 from stream.vision.executor import FrameFaces, SharpnessBaseline
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,9 @@ class Lane:
         self.wall_offset = 0.0  # wall clock minus frame time, of the latest frame
         self.last_t: float | None = None  # frame time of the latest frame
         self._best: dict[int, tuple[float, ImageArray]] = {}  # track -> its best face
+        # The best faces of tracks that ended undecided, kept when a second look may identify
+        # them (file mode: :meth:`appearances_of`); ``None``: not kept.
+        self.undecided_faces: dict[int, tuple[float, ImageArray]] | None = None
 
     def skippable(self, frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
         """Faces of ``frame`` that need no embedding (for the models' worker)."""
@@ -123,6 +126,7 @@ class Lane:
         wall clock, for the events' ``time``."""
         frame = result.frame
         events: list[Event] = []
+        before = list(self.assigner.active_tracks())
         if frame.discontinuity:
             events += self._decide_all(now)
         if frame.captured_at is not None:
@@ -145,6 +149,7 @@ class Lane:
         for track in dict.fromkeys(seen):
             events += self._see(track, highest, now)
         live = {track.number for track in tracks + self.assigner.active_tracks()}
+        self._keep_undecided([track for track in before if track.number not in live])
         self._best = {number: best for number, best in self._best.items() if number in live}
         return LaneStep(tracks, self.assigner.split_tracks(), events)
 
@@ -157,10 +162,32 @@ class Lane:
     def finish(self, now: float) -> list[Event]:
         """End of input (the file ended, the camera stopped, the service stops): decide the
         waiting tracks and close every appearance."""
+        before = list(self.assigner.active_tracks())
         events = self._decide_all(now)
         events += self.appearances.close(now)
+        self._keep_undecided(before)
         self._best.clear()
         return events
+
+    def appearances_of(self, tracks: list[Track], now: float) -> list[PersonLeft]:
+        """The appearances of ``tracks`` that ended undecided and were identified after the
+        lane ended (file mode's second look), each as one appearance of its own."""
+        kept = self.undecided_faces or {}
+        appearances = Appearances(self.name, self.appearances.settings)
+        events: list[Event] = []
+        for track in tracks:
+            if track.number in kept:
+                self._best[track.number] = kept[track.number]
+                events += self._see(track, self.assigner.highest, now, appearances)
+                events += appearances.close(now)
+        self._best.clear()
+        return [event for event in events if isinstance(event, PersonLeft)]
+
+    def _keep_undecided(self, ended: list[Track]) -> None:
+        if self.undecided_faces is not None:
+            self.undecided_faces.update((track.number, self._best[track.number])
+                                        for track in ended
+                                        if track.identity is None and track.number in self._best)
 
     def end(self, person: str, now: float) -> list[Event]:
         """Close ``person``'s appearance (merged away, forgotten, or not them)."""
@@ -193,9 +220,10 @@ class Lane:
                 events += self._see(track, highest, now)
         return events
 
-    def _see(self, track: Track, highest: int, now: float) -> list[Event]:
+    def _see(self, track: Track, highest: int, now: float,
+             appearances: Appearances | None = None) -> list[Event]:
         """``highest``: the highest identity number before this frame; a higher one was created
-        for this track."""
+        for this track. ``appearances``: where the sighting goes (the lane's by default)."""
         assert track.identity is not None
         # Seen every frame of a track that may last hours: look from each end, not at all.
         sure = (obs for obs in track.observations if obs.score >= self.min_face_score)
@@ -210,13 +238,14 @@ class Lane:
         confidence = None
         if distance is not None and self.threshold is not None:
             confidence = round(min(1.0, max(0.0, 1.0 - distance / self.threshold)), 3)
-        events = self.appearances.see(Sighting(
+        told = self.appearances if appearances is None else appearances
+        events = told.see(Sighting(
             person=Gallery.label(track.identity), name=self.person_name(track.identity),
             new=track.identity > highest, frame_time=last.t,
             captured_at=last.t + self.wall_offset, since_frame_time=first.t,
             since=first.t + self.wall_offset, box=box, score=last.score, quality=quality,
             crop=crop, distance=distance, confidence=confidence), now)
-        for event in events:
+        for event in events if told is self.appearances else []:  # not a second look's
             if isinstance(event, PersonAppeared):
                 log.info("%s %s on %s at %.1f s", who(event.person, event.name),
                          "appeared (new)" if event.new else "appeared", self.name, first.t)

@@ -1,19 +1,20 @@
 """File mode's second look (see :mod:`stream.identity.refine`), applied: the gallery merges the
 identities the whole video shows are one person, the tracks take the kept identity, and the
-appearances that ended are told again under it (what the report and the gallery's history use).
-The lane's events themselves stay what ``facestream run`` said.
+appearances that ended are told again under it (what the report and the gallery's history use);
+tracks never identified that are clearly one of the video's people are labelled with them and
+given their appearances. The lane's events themselves stay what ``facestream run`` said.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from stream.errors import StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import MatchSettings
-from stream.identity.refine import refine
+from stream.identity.refine import recalled, refine
 from stream.identity.track import Track
 from stream.types import PersonLeft
 
@@ -21,16 +22,21 @@ log = logging.getLogger(__name__)
 
 
 def refine_video(gallery: Gallery, tracks: Iterable[Track], left: list[PersonLeft],
-                 settings: MatchSettings, *, existing_up_to: int, left_after_s: float
+                 settings: MatchSettings, *, existing_up_to: int, left_after_s: float,
+                 appearances_of: Callable[[list[Track]], list[PersonLeft]]
                  ) -> list[PersonLeft]:
-    """Join the video's identities where its tracks support it; returns ``left`` told again
-    under the kept identities. ``existing_up_to``: the highest identity number in the gallery
-    before the video (those are someone's already). Appearances of one person that end less
-    than ``left_after_s`` before the next begins are one appearance, as they are online."""
+    """Join the video's identities where its tracks support it and label the tracks never
+    identified that are clearly one of them; returns ``left`` told again under the kept
+    identities, with the appearances of the labelled tracks (``appearances_of`` tells them).
+    ``existing_up_to``: the highest identity number in the gallery before the video (those are
+    someone's already). Appearances of one person that end less than ``left_after_s`` before
+    the next begins are one appearance, as they are online."""
     tracks = list(tracks)
     kept: dict[int, int] = {}
-    for join in refine(tracks, settings, existing=lambda identity: identity <= existing_up_to,
-                       cannot_link=gallery.store.cannot_link):
+    def existing(identity: int) -> bool:
+        return identity <= existing_up_to
+
+    for join in refine(tracks, settings, existing=existing, cannot_link=gallery.store.cannot_link):
         try:
             gallery.merge(join.keep, join.gone)
         except StorageError as error:  # the gallery keeps them apart: so does the report
@@ -40,8 +46,6 @@ def refine_video(gallery: Gallery, tracks: Iterable[Track], left: list[PersonLef
         log.info("refined: %s is %s (linkage %.3f)", Gallery.label(join.gone),
                  Gallery.label(join.keep), join.linkage)
         kept[join.gone] = join.keep
-    if not kept:
-        return left
 
     def final(identity: int) -> int:  # joined into one that was joined later itself
         while identity in kept:
@@ -51,11 +55,22 @@ def refine_video(gallery: Gallery, tracks: Iterable[Track], left: list[PersonLef
     for track in tracks:
         if track.identity is not None:
             track.identity = final(track.identity)
+    found = recalled(gallery, tracks, settings, existing=existing)
+    for item in found:
+        item.track.identity, item.track.distance = item.identity, item.distance
+        log.info("refined: track %d (%d faces from %.1f s) is %s (at %.3f)", item.track.number,
+                 len(item.track.observations), item.track.observations[0].t,
+                 Gallery.label(item.identity), item.distance)
+    if not kept and not found:
+        return left
     kept_as = {Gallery.label(gone): final(gone) for gone in kept}
     told = [event if event.person not in kept_as else replace(
         event, person=Gallery.label(kept_as[event.person]),
         name=gallery.store.identity(kept_as[event.person]).name) for event in left]
-    return _joined(told, {Gallery.label(keep) for keep in kept_as.values()}, left_after_s)
+    told += appearances_of([item.track for item in found])
+    joined = {Gallery.label(identity) for identity in [*kept_as.values(),
+                                                       *(item.identity for item in found)]}
+    return _joined(told, joined, left_after_s)
 
 
 def _joined(left: list[PersonLeft], joined: set[str], gap_s: float) -> list[PersonLeft]:
