@@ -112,7 +112,8 @@ def evidence_needed(distance: float, threshold: float, settings: MatchSettings
 _MISSED = {"score": "under score {limit:.2f} (best {best:.2f})",
            "size": "under {limit:.0f} px (largest {best:.0f})",
            "sharpness": "blurred (sharpness under {limit:.1f}, best {best:.1f})",
-           "brightness": "dark (brightness under {limit:.0f}, best {best:.0f})"}
+           "brightness": "dark (brightness under {limit:.0f}, best {best:.0f})",
+           "edge": "cut by the frame's edge"}
 
 
 def gate_misses(track: Track) -> str:
@@ -207,19 +208,19 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
     return Decision(Verdict.WAIT, None, best_distance, why)
 
 
-def recall(gallery: Gallery, track: Track, settings: MatchSettings, exclude: set[int]
-           ) -> Decision | None:
+def recall(gallery: Gallery, track: Track, settings: MatchSettings, exclude: set[int], *,
+           at_least: float = 0.0) -> Decision | None:
     """A known person for a track of faces short of the gate but fit (``fair``: smaller or
     softer, yet recognisable), never a new one: it needs ``recall_faces`` of them, their
-    template ``recall_under`` nearer the person than the threshold for that many faces, and a
-    clear win over the next person. ``None`` when the track has too few such faces; a WAIT
-    saying why when they are not clear enough."""
+    template ``recall_under`` nearer the person than the threshold for that many faces (or
+    ``at_least``, when higher), and a clear win over the next person. ``None`` when the track
+    has too few such faces; a WAIT saying why when they are not clear enough."""
     fair = [obs.embedding for obs in track.observations
             if obs.fair and obs.embedding is not None]
     if len(fair) < settings.recall_faces:
         return None
     query = template(fair)
-    threshold = threshold_for(len(fair), settings)
+    threshold = max(threshold_for(len(fair), settings), at_least)
     bar = threshold - settings.recall_under
     ranked, found = _ranked(gallery, query, settings, threshold, exclude)
     if not ranked:
