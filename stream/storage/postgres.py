@@ -140,14 +140,18 @@ def connect(url: str) -> psycopg.Connection[Any]:
                 raise GalleryError(f"the server of the gallery {url} has no pgvector extension; "
                                    "install it there (the pgvector/pgvector image has it)")
             try:
-                db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                with db.transaction():  # nodes starting together on a new database
+                    db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    db.execute("CREATE EXTENSION IF NOT EXISTS vector")
             except psycopg.errors.InsufficientPrivilege:
                 raise GalleryError(
                     f"the database of the gallery {url} lacks the pgvector extension and this "
                     "user may not add it; as a superuser run: psql -d "
                     f"{_database(url)} -c 'CREATE EXTENSION vector'") from None
         register_vector(db)
-        db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         db.execute(f"SET search_path = {SCHEMA}, public")
     except BaseException:
         db.close()
@@ -227,13 +231,14 @@ class PostgresStore:
             self._db.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
 
     def _check_meta(self, embedder: str, version: str, dim: int) -> None:
-        meta = self._meta()
-        if not meta:
-            with self.transaction():
+        with self.transaction():
+            self.lock_creation()  # nodes starting together on a new gallery make one
+            meta = self._meta()
+            if not meta:
                 self._db.cursor().executemany("INSERT INTO meta VALUES (%s, %s)", [
                     ("embedder", embedder), ("embedder_version", version), ("dim", str(dim)),
                     ("gallery_id", uuid.uuid4().hex)])
-            return
+                return
         if meta.get("embedder") != embedder or meta.get("embedder_version") != version:
             raise GalleryError(
                 f"the gallery {self.url} was built with {meta.get('embedder')} "

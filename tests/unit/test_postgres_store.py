@@ -270,6 +270,30 @@ def test_two_ids_that_two_nodes_made_of_one_person_are_found(postgres: Postgres,
         store.close()
 
 
+def test_nodes_starting_together_on_a_new_database_make_one_gallery(postgres: Postgres,
+                                                                   pg_url: str) -> None:
+    database = pg_url.rsplit("/", 1)[1]
+    with postgres.admin(database) as db:
+        db.execute(b"DROP EXTENSION vector")
+    url = postgres.url(database, "postgres")  # a user who may add the extension
+    start = threading.Barrier(4)
+    stores: list[PostgresStore] = []
+
+    def open_one() -> None:
+        start.wait()
+        stores.append(PostgresStore(url, embedder="test", version="1", dim=DIM))
+
+    threads = [threading.Thread(target=open_one) for _ in range(start.parties)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(stores) == start.parties
+    assert len({store.gallery_id for store in stores}) == 1
+    for store in stores:
+        store.close()
+
+
 def test_a_gallery_of_schema_1_is_migrated(postgres: Postgres, pg_url: str) -> None:
     open_store(pg_url, embedder="test", version="1", dim=DIM).close()
     postgres.rows(pg_url, "DROP INDEX identities_created")
