@@ -225,9 +225,13 @@ class VisionWorker:
         min_sharpness = max(gate.min_sharpness, gate.relative_sharpness * typical_sharpness)
         boxes = faces.boxes
         sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        height, width = frame.image.shape[:2]
+        # A box reaching past the frame is a face cut by its edge: part of its chip is padding.
+        inside = np.minimum(np.minimum(boxes[:, 0], boxes[:, 1]),
+                            np.minimum(width - boxes[:, 2], height - boxes[:, 3]))
         checks = (("score", faces.scores, gate.min_score), ("size", sides, gate.min_face_px),
                   ("sharpness", sharpness, min_sharpness),
-                  ("brightness", brightness, gate.min_brightness))
+                  ("brightness", brightness, gate.min_brightness), ("edge", inside, 0.0))
         misses = tuple(None if not embedded[i] else next(
             (GateMiss(name, float(values[i]), float(limit)) for name, values, limit in checks
              if values[i] < limit), None) for i in range(len(faces)))

@@ -325,3 +325,12 @@ def test_a_track_in_the_uncertain_band_says_what_either_decision_needs() -> None
     assert decide(gallery, Track(2, track.observations[:2]), SETTINGS, final=False,
                   exclude=set()).reason == ("p1 at 0.525, needs under 0.500 to match, or over "
                                             "0.560 for a new person with 3 good faces (has 2)")
+
+
+def test_faces_cut_by_the_frame_edge_are_named_as_such() -> None:
+    track = track_of(0, 3)
+    cut = [Observation(3 + i, 0.3 + i / 10, np.array((-6, 0, 44, 50), np.float32), 0.99,
+                       away(0, 0.1), 1.0, False, fair=True, miss=GateMiss("edge", -6.0, 0.0))
+           for i in range(2)]
+    track.observations += cut
+    assert gate_misses(track) == "2 cut by the frame's edge"
