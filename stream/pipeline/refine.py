@@ -2,7 +2,9 @@
 identities the whole video shows are one person, the tracks take the kept identity, and the
 appearances that ended are told again under it (what the report and the gallery's history use);
 tracks never identified that are clearly one of the video's people are labelled with them and
-given their appearances. The lane's events themselves stay what ``facestream run`` said.
+given their appearances; and each appearance takes in the faces of its tracks that the detector
+doubted but that are the person by their embedding. The lane's events themselves stay what
+``facestream run`` said.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+import numpy as np
+
 from stream.errors import StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import MatchSettings
 from stream.identity.refine import recalled, refine
-from stream.identity.track import Track
+from stream.identity.track import Track, template
 from stream.types import PersonLeft
 
 log = logging.getLogger(__name__)
+_ROUNDING = 1e-3  # appearances' frame times are rounded to milliseconds
 
 
 def refine_video(gallery: Gallery, tracks: Iterable[Track], left: list[PersonLeft],
@@ -33,6 +38,7 @@ def refine_video(gallery: Gallery, tracks: Iterable[Track], left: list[PersonLef
     the next begins are one appearance, as they are online."""
     tracks = list(tracks)
     kept: dict[int, int] = {}
+
     def existing(identity: int) -> bool:
         return identity <= existing_up_to
 
@@ -61,16 +67,57 @@ def refine_video(gallery: Gallery, tracks: Iterable[Track], left: list[PersonLef
         log.info("refined: track %d (%d faces from %.1f s) is %s (at %.3f)", item.track.number,
                  len(item.track.observations), item.track.observations[0].t,
                  Gallery.label(item.identity), item.distance)
-    if not kept and not found:
-        return left
     kept_as = {Gallery.label(gone): final(gone) for gone in kept}
     told = [event if event.person not in kept_as else replace(
         event, person=Gallery.label(kept_as[event.person]),
         name=gallery.store.identity(kept_as[event.person]).name) for event in left]
     told += appearances_of([item.track for item in found])
+    told, widened = _widened(told, tracks, settings)
     joined = {Gallery.label(identity) for identity in [*kept_as.values(),
                                                        *(item.identity for item in found)]}
-    return _joined(told, joined, left_after_s)
+    if not joined and not widened:
+        return left
+    return _joined(told, joined | widened, left_after_s)
+
+
+def _widened(left: list[PersonLeft], tracks: list[Track], settings: MatchSettings
+             ) -> tuple[list[PersonLeft], set[str]]:
+    """``left`` with each appearance widened to the faces of its tracks that are the person
+    though the detector doubted them (under ``min_face_score``: online, only faces it is sure
+    of make an appearance), and the persons whose appearances were widened. A face is the
+    person when its embedding is within the threshold of its track's template; a hand or a
+    dress that joined the track is far from it."""
+    spans: dict[str, list[tuple[float, float, float, float]]] = {}  # sure span, whole span
+    for track in tracks:
+        if track.identity is None:
+            continue
+        sure = [obs.t for obs in track.observations if obs.score >= settings.min_face_score]
+        vectors = track.embeddings(good_only=True)
+        if not sure or not len(vectors):
+            continue
+        centre = template(vectors)
+        theirs = [obs.t for obs in track.observations if obs.embedding is not None
+                  and float(np.linalg.norm(obs.embedding - centre)) < settings.threshold]
+        spans.setdefault(Gallery.label(track.identity), []).append(
+            (sure[0], sure[-1], min([sure[0], *theirs]), max([sure[-1], *theirs])))
+    result, widened = [], set()
+    for event in left:
+        start, end = event.start_frame_time, event.end_frame_time
+        for first, last, earliest, latest in spans.get(event.person, []):
+            # The appearance began (or ended) with the first (or last) sure face of the track.
+            if abs(first - event.start_frame_time) < _ROUNDING:
+                start = min(start, earliest)
+            if abs(last - event.end_frame_time) < _ROUNDING:
+                end = max(end, latest)
+        if (start, end) == (event.start_frame_time, event.end_frame_time):
+            result.append(event)
+            continue
+        widened.add(event.person)
+        earlier, later = event.start_frame_time - start, end - event.end_frame_time
+        result.append(replace(event, start=event.start - earlier, end=event.end + later,
+                              duration_s=round(event.duration_s + earlier + later, 3),
+                              start_frame_time=round(start, 3), end_frame_time=round(end, 3)))
+    return result, widened
 
 
 def _joined(left: list[PersonLeft], joined: set[str], gap_s: float) -> list[PersonLeft]:

@@ -227,3 +227,24 @@ def test_a_track_the_lane_left_undecided_gets_its_appearance_and_best_face() -> 
     assert [(e.person, e.start_frame_time, e.end_frame_time) for e in told] == [
         ("p1", 0.0, 1.9), ("p1", 4.0, 5.9)]
     assert told[0].thumbnail.max() == 1 and told[0].time == 300.0  # its first face
+
+
+def test_an_appearance_takes_in_the_faces_the_detector_doubted_that_are_the_person() -> None:
+    gallery, (ada,) = video_gallery(at(0.0))
+
+    def face(frame: int, score: float, vector: np.ndarray) -> Observation:
+        return Observation(frame, frame / 10, np.zeros(4, np.float32), score, vector, 1.0,
+                           score >= SETTINGS.min_face_score, fair=True)
+
+    doubted = [face(f, 0.8, at(0.1)) for f in range(5, 10)]  # her, at 0.1 from her template
+    sure = [face(f, 0.99, at(0.0)) for f in range(10, 21)]
+    hand = [face(f, 0.8, at(1.2, 5)) for f in range(21, 26)]  # far from her
+    tracks = [Track(1, [*doubted, *sure, *hand], ada)]
+    told = refine_video(gallery, tracks, [left("p1", 1.0, 2.0, 0.9)], SETTINGS,
+                        existing_up_to=0, left_after_s=1.5, appearances_of=lambda found: [])
+    assert [(e.start_frame_time, e.end_frame_time, e.start, e.end) for e in told] == [
+        (0.5, 2.0, 100.5, 102.0)]
+    assert told[0].duration_s == pytest.approx(1.5)
+    assert refine_video(gallery, tracks[:0], [left("p1", 1.0, 2.0, 0.9)], SETTINGS,
+                        existing_up_to=0, left_after_s=1.5, appearances_of=lambda found: []
+                        )[0].start_frame_time == 1.0
