@@ -158,8 +158,8 @@ def recalled(gallery: Gallery, tracks: Sequence[Track], settings: MatchSettings,
             continue
         log.debug("second look at track %d (%d faces from %.2f s): %s", track.number,
                   len(track.observations), track.observations[0].t, decision.reason)
-        if decision.verdict is Verdict.KNOWN and decision.identity in frames:
-            assert decision.identity is not None
+        if decision.verdict is Verdict.KNOWN and decision.identity is not None and (
+                decision.identity in frames):
             found.append(Recalled(track, decision.identity, decision.distance))
     result = []
     for item in sorted(found, key=lambda item: item.distance):
