@@ -137,6 +137,12 @@ class Appearances:
         return [OpenAppearance(person, appearance.start, appearance.last_seen)
                 for person, appearance in self._open.items()]
 
+    def rename(self, person: str, name: str | None) -> None:
+        """``person`` is now called ``name``: their open appearance's next events say so, its
+        ``person.left`` too."""
+        if person in self._open:
+            self._open[person].name = name
+
     def expire(self, t: float, now: float, *, undecided_since: Iterable[float] = ()
                ) -> list[Event]:
         """``person.left`` for every appearance not seen for ``left_after_s`` before ``t`` (on

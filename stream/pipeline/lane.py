@@ -194,8 +194,14 @@ class Lane:
         return self.appearances.end(person, now)
 
     def forget_names(self) -> None:
-        """Look names up again from now on (someone was renamed, merged or removed)."""
+        """Look names up again from now on (someone was renamed, merged or removed), the names
+        of the open appearances at once: their ``person.left`` may come before another face."""
         self._names.clear()
+        for appearance in self.appearances.open():
+            identity = Gallery.number(appearance.person)
+            name = self.person_name(identity)
+            if identity in self._names:  # read, not a store that failed to answer
+                self.appearances.rename(appearance.person, name)
 
     def person_name(self, identity: int) -> str | None:
         """The name of ``identity``; ``None`` when unnamed, or while the gallery cannot be

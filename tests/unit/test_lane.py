@@ -136,9 +136,8 @@ def test_a_person_matched_from_the_gallery_is_named_and_not_new(
     gallery.store.rename(ada, "Ada Lovelace")
     door.take(result(5, [(0, 0.99)]), now=5.0)
     assert door.person_name(ada) == "Ada"  # the lane's answer, until it forgets
-    door.forget_names()
-    left = [e for e in door.take(result(6, [(0, 0.99)]), now=6.0).events + door.finish(7.0)
-            if isinstance(e, PersonLeft)]
+    door.forget_names()  # her appearance ends with no face since: it still has her new name
+    left = [e for e in door.finish(7.0) if isinstance(e, PersonLeft)]
     assert {e.person: e.name for e in left} == {"p1": "Ada Lovelace", "p2": None}
     assert {e.appearance for e in left} == {known.appearance, stranger.appearance}
     gallery.store.close()
