@@ -41,24 +41,24 @@ if TYPE_CHECKING:
 PERSON_ID = re.compile(r"[pP]?([0-9]+)")
 CALL_TIMEOUT_S = 30.0  # an operation the model thread has not run by then is given up
 T = TypeVar("T")
-Body = TypeVar("Body", bound="_Body")
+Body = TypeVar("Body", bound="JsonBody")
 
 
-class _Body(BaseModel):
+class JsonBody(BaseModel):
     """A request body; ``usage`` is the refusal sent for one that does not fit."""
 
     model_config = ConfigDict(strict=True)
     usage: ClassVar[str]
 
 
-class Rename(_Body):
+class Rename(JsonBody):
     """A new name (null clears it)."""
 
     usage = 'give {"name": "..."}, or {"name": null} to clear the name'
     name: str | None = Field(description="1 to 200 characters")
 
 
-class Merge(_Body):
+class Merge(JsonBody):
     usage = ('give {"other": "p4"}: the person merged into this one, and "force": true to '
              'merge two people seen on screen together')
     other: str = Field(description="the person merged into this one, such as p4")
@@ -66,7 +66,7 @@ class Merge(_Body):
                         "(one was a picture or reflection of the other)")
 
 
-class Split(_Body):
+class Split(JsonBody):
     """What moves to the new person."""
 
     usage = 'give {"exemplars": [...], "appearances": [...]}: lists of whole numbers'
@@ -74,7 +74,7 @@ class Split(_Body):
     appearances: list[int] = Field(default_factory=list, description="appearance IDs")
 
 
-class Enroll(_Body):
+class Enroll(JsonBody):
     usage = 'give {"name": "Ada", "photos": ["<base64 image>", ...]}'
     name: str | None = Field(None, description="1 to 200 characters")
     photos: list[str] = Field(min_length=1, description="JPEG or PNG photos, base64, each with "
@@ -82,7 +82,7 @@ class Enroll(_Body):
     force: bool = Field(False, description="enroll even when the gallery knows the face")
 
 
-class Reject(_Body):
+class Reject(JsonBody):
     usage = 'give {"camera": "name"}: the camera the person is on'
     camera: str = Field(min_length=1, description="the camera whose track is someone else")
 
@@ -121,7 +121,8 @@ class Person(PersonSummary):
     appearance_list: list[AppearanceRecord]
 
 
-async def _body(request: Request, model: type[Body]) -> Body:
+async def read_json_body(request: Request, model: type[Body]) -> Body:
+    """The request's JSON object validated as ``model``; a 400 with ``model.usage`` otherwise."""
     try:
         body = json.loads(await request.body())
     except (ValueError, RecursionError):  # RecursionError: nested too deep
@@ -172,7 +173,7 @@ def _require(gallery: Gallery, identity: int) -> None:
         raise ApiError(404, f"there is no person {Gallery.label(identity)}")
 
 
-def _operation(summary: str, ok: Reply, body: type[_Body] | None = None, *,
+def _operation(summary: str, ok: Reply, body: type[JsonBody] | None = None, *,
                person: bool = True, conflict: str | None = None, status: int = 200) -> Operation:
     replies = {status: ok, 503: error("the model thread is not running or did not answer")}
     if body is not None:
@@ -184,7 +185,7 @@ def _operation(summary: str, ok: Reply, body: type[_Body] | None = None, *,
     return Operation(summary, replies, body)
 
 
-def _change(summary: str, event: type[Event], body: type[_Body] | None = None,
+def _change(summary: str, event: type[Event], body: type[JsonBody] | None = None,
             conflict: str | None = None) -> Operation:
     return _operation(summary, Reply("done; the event announcing it (also published on /events "
                                      "and MQTT)", event), body, conflict=conflict)
@@ -264,7 +265,7 @@ class PersonsApi:
     async def enroll(self, request: Request) -> Response:
         """``POST /api/persons`` with ``{"name": "Ada", "photos": [base64 JPEG/PNG, ...],
         "force": false}``: a known person from photos, each with exactly one good face."""
-        body = await _body(request, Enroll)
+        body = await read_json_body(request, Enroll)
         try:
             images = [base64.b64decode(photo, validate=True) for photo in body.photos]
         except ValueError:
@@ -293,7 +294,7 @@ class PersonsApi:
     async def rename(self, request: Request) -> Response:
         """``PATCH /api/persons/{id}`` with ``{"name": "Ada"}`` (null clears the name)."""
         identity = _path_identity(request)
-        name = (await _body(request, Rename)).name
+        name = (await read_json_body(request, Rename)).name
         warnings: list[str | None] = []
 
         def rename(gallery: Gallery) -> Event:
@@ -309,7 +310,7 @@ class PersonsApi:
     async def merge(self, request: Request) -> Response:
         """``POST /api/persons/{id}/merge`` with ``{"other": "p4"}``: p4 becomes {id}."""
         keep = _path_identity(request)
-        body = await _body(request, Merge)
+        body = await read_json_body(request, Merge)
         gone = _number(body.other, 400)
         if gone == keep:
             raise ApiError(409, f"cannot merge {Gallery.label(keep)} with itself")
@@ -326,7 +327,7 @@ class PersonsApi:
         """``POST /api/persons/{id}/split`` with ``{"exemplars": [..], "appearances": [..]}``:
         those move to a new person."""
         identity = _path_identity(request)
-        body = await _body(request, Split)
+        body = await read_json_body(request, Split)
         return await self._change(identity, lambda g: gallery_admin.split(
             g, identity, exemplars=body.exemplars, appearances=body.appearances))
 
@@ -344,7 +345,7 @@ class PersonsApi:
         """``POST /api/persons/{id}/reject`` with ``{"camera": "door"}``: "not this person" for
         the track on that camera now assigned {id}."""
         identity = _path_identity(request)
-        camera = (await _body(request, Reject)).camera
+        camera = (await read_json_body(request, Reject)).camera
         person = Gallery.label(identity)
 
         def reject(_: Gallery) -> Event:

@@ -29,7 +29,7 @@ from stream.identity.gallery import Gallery
 from stream.service.http.access import MULTIPART
 from stream.service.http.auth import ApiError
 from stream.service.http.openapi import Api, Operation, Reply, error
-from stream.service.http.persons import _Body, _body, on_model_thread
+from stream.service.http.persons import JsonBody, on_model_thread, read_json_body
 from stream.types import FloatArray, Frame, ImageArray
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ USAGE = (f'send the image as the multipart field "{FIELD}", or as JSON {{"image"
          'image>"}')
 
 
-class RecognizeImage(_Body):
+class RecognizeImage(JsonBody):
     """The JSON form of the request (the other is a multipart upload, field ``file``)."""
 
     usage = USAGE
@@ -144,7 +144,7 @@ async def _upload(request: Request) -> bytes:
     """The image's bytes, from the multipart field or the JSON body."""
     kind = request.headers.get("content-type", "")
     if kind.partition(";")[0].strip().lower() != MULTIPART:
-        body = await _body(request, RecognizeImage)
+        body = await read_json_body(request, RecognizeImage)
         try:
             return base64.b64decode(body.image, validate=True)
         except ValueError:
