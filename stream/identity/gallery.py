@@ -60,6 +60,8 @@ class Gallery:
         self._quality: dict[int, float] = {}  # exemplar id -> quality
         self._rejected: dict[int, list[FloatArray]] = {}  # identity -> "not this person"
         self.highest = 0  # the highest identity number in use (IDs only grow)
+        # The distance at which the latest create() joined someone made elsewhere (None: made).
+        self.joined: float | None = None
         self._token = 0  # how far the store's changes are reflected here
         self.searches = {"index": 0, "store": 0}  # where searches were answered
         self.reload()
@@ -159,6 +161,7 @@ class Gallery:
         instead, and its number is returned."""
         self._check(embeddings)
         highest, identity = self.highest, 0
+        self.joined = None
         try:
             with self.store.transaction():
                 if join_within is not None:
@@ -175,6 +178,7 @@ class Gallery:
                         log.info("p%d was just created elsewhere: joined, not created again",
                                  known)
                         self._add(known, embeddings, quality, source, face)
+                        self.joined = float(found.distances[0, 0])
                         return known
                 identity = self.store.create_identity()
                 self._members[identity] = []

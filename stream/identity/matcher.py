@@ -337,7 +337,7 @@ class Identifier:
                 track.identity = self.gallery.create(
                     template(good)[None], quality=self._quality(track), source=self.source,
                     face=self.face_of(track), join_within=self.settings.threshold)
-                track.distance = None
+                track.distance = self.gallery.joined  # None: this decision created them
             except StorageError as error:  # decided again on its next face, or at its end
                 log.warning("cannot create a person now (%s); track %d waits", error,
                             track.number)

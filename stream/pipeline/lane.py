@@ -110,6 +110,7 @@ class Lane:
         self.sharpness = SharpnessBaseline()
         self.wall_offset = 0.0  # wall clock minus frame time, of the latest frame
         self.last_t: float | None = None  # frame time of the latest frame
+        self.step = 0.0  # frame time from the frame before it to the latest
         self._best: dict[int, tuple[float, ImageArray]] = {}  # track -> its best face
         # The best faces of tracks that ended undecided, kept when a second look may identify
         # them (file mode: :meth:`appearances_of`); ``None``: not kept.
@@ -119,7 +120,10 @@ class Lane:
         """Faces of ``frame`` that need no embedding (for the models' worker)."""
         if frame.discontinuity:
             return np.zeros(len(faces), np.bool_)
-        return self.assigner.skippable(frame.t, faces.boxes)
+        skip = self.assigner.skippable(frame.t, faces.boxes)
+        if self.threshold is not None:  # a doubted face is the person only by its embedding
+            skip &= faces.scores >= self.min_face_score
+        return skip
 
     def take(self, result: FrameFaces, now: float) -> LaneStep:
         """Run one analysed frame through tracks, identities and appearances; ``now`` is the
@@ -131,6 +135,8 @@ class Lane:
             events += self._decide_all(now)
         if frame.captured_at is not None:
             self.wall_offset = frame.captured_at - frame.t
+        if self.last_t is not None and not frame.discontinuity:
+            self.step = max(0.0, frame.t - self.last_t)
         self.last_t = frame.t
         events += self.tick(frame.t, now)
         highest = self.assigner.highest
@@ -144,8 +150,9 @@ class Lane:
                                                                result.faces.boxes[i]))
         # Tracks that ended undecided and were decided at their end: seen, and maybe gone.
         seen = [track for track in decided if track not in tracks]
-        seen += [track for track, score in zip(tracks, result.faces.scores, strict=True)
-                 if track.identity is not None and score >= self.min_face_score]
+        seen += [track for track in tracks if track.identity is not None
+                 and (span := track.person_span(self.min_face_score, self.threshold))
+                 and span[1] is track.last]
         for track in dict.fromkeys(seen):
             events += self._see(track, highest, now)
         live = {track.number for track in tracks + self.assigner.active_tracks()}
@@ -157,7 +164,7 @@ class Lane:
         """End the appearances not seen for ``left_after_s`` before frame time ``t``."""
         undecided = [track.observations[0].t for track in self.assigner.active_tracks()
                      if track.identity is None]
-        return self.appearances.expire(t, now, undecided_since=undecided)
+        return self.appearances.expire(t, now, step=self.step, undecided_since=undecided)
 
     def finish(self, now: float) -> list[Event]:
         """End of input (the file ended, the camera stopped, the service stops): decide the
@@ -228,16 +235,14 @@ class Lane:
 
     def _see(self, track: Track, highest: int, now: float,
              appearances: Appearances | None = None) -> list[Event]:
-        """``highest``: the highest identity number before this frame; a higher one was created
-        for this track. ``appearances``: where the sighting goes (the lane's by default)."""
+        """``highest``: the highest identity number before this frame; a higher one with no
+        distance was created for this track (one with a distance was joined: made elsewhere).
+        ``appearances``: where the sighting goes (the lane's by default)."""
         assert track.identity is not None
-        # Seen every frame of a track that may last hours: look from each end, not at all.
-        sure = (obs for obs in track.observations if obs.score >= self.min_face_score)
-        first = next(sure, None)
-        if first is None or track.number not in self._best:
+        span = track.person_span(self.min_face_score, self.threshold)
+        if span is None or track.number not in self._best:
             return []
-        last = next(obs for obs in reversed(track.observations)
-                    if obs.score >= self.min_face_score)
+        first, last = span
         quality, crop = self._best[track.number]
         box = (float(last.box[0]), float(last.box[1]), float(last.box[2]), float(last.box[3]))
         distance = None if track.distance is None else round(track.distance, 4)
@@ -247,7 +252,7 @@ class Lane:
         told = self.appearances if appearances is None else appearances
         events = told.see(Sighting(
             person=Gallery.label(track.identity), name=self.person_name(track.identity),
-            new=track.identity > highest, frame_time=last.t,
+            new=track.identity > highest and track.distance is None, frame_time=last.t,
             captured_at=last.t + self.wall_offset, since_frame_time=first.t,
             since=first.t + self.wall_offset, box=box, score=last.score, quality=quality,
             crop=crop, distance=distance, confidence=confidence), now)

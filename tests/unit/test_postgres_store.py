@@ -12,13 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stream.config import EventSettings
 from stream.errors import GalleryError, NotFoundError
 from stream.identity.gallery import Gallery
-from stream.identity.matcher import MatchSettings, decide
+from stream.identity.matcher import Identifier, MatchSettings, decide
+from stream.identity.track import Track
+from stream.pipeline.lane import identifying_lane
 from stream.storage import Location, check_location, open_gallery, open_store
 from stream.storage.postgres import SCHEMA_VERSION, PostgresStore
+from stream.types import Event, PersonAppeared
 from tests.fixtures.postgres import PASSWORD, Postgres
 from tests.unit.test_identity import DIM, near, track_of
+from tests.unit.test_lane import result as lane_frame
 
 SETTINGS = MatchSettings(threshold=0.5, min_evidence=3, patience=8)
 
@@ -175,6 +180,32 @@ def test_two_nodes_creating_one_person_at_once_make_one_identity(location: Locat
     assert galleries[1].create(np.stack([near(1)]), join_within=SETTINGS.threshold) != made[0]
     for gallery in galleries:
         gallery.store.close()
+
+
+def test_a_track_that_joins_a_person_just_made_elsewhere_is_not_new(location: Location) -> None:
+    a, b = (identifying_lane(f"door-{node}", opened(location), threshold=SETTINGS.threshold,
+                             source="test", events=EventSettings(left_after_s=1.0))
+            for node in "ab")
+    assert isinstance(a.assigner, Identifier) and isinstance(b.assigner, Identifier)
+    events: dict[str, list[Event]] = {"a": [], "b": []}
+    decide_on_b = b.assigner.face_of
+
+    def face_of(track: Track) -> bytes | None:
+        # b has decided its track is someone new; before b creates them, a makes them
+        if not events["a"]:
+            for i in range(3):
+                events["a"] += a.take(lane_frame(i, [(0, 0.99)]), now=float(i)).events
+        return decide_on_b(track)
+
+    b.assigner.face_of = face_of
+    for i in range(3):
+        events["b"] += b.take(lane_frame(i, [(0, 0.99)]), now=float(i)).events
+    (made,), (joined,) = ([e for e in events[node] if isinstance(e, PersonAppeared)]
+                          for node in "ab")
+    assert (made.person, made.new, made.distance) == ("p1", True, None)
+    assert (joined.person, joined.new) == ("p1", False)
+    assert joined.distance is not None and joined.distance < SETTINGS.threshold
+    assert a.assigner.gallery.store.identity_ids() == [1]
 
 
 # PostgreSQL only
