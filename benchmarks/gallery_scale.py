@@ -1,16 +1,18 @@
 """The shared gallery at scale: match latency of the local FAISS index, pgvector's HNSW index
-and pgvector's exact scan, HNSW's recall against exact, and a node's start-up, for 10k to 1M
-identities in PostgreSQL.
+and pgvector's exact scan, HNSW's recall against exact, a node's start-up and the cost of one
+forget, for 10k to 1M identities in PostgreSQL.
 
-``python -m benchmarks.gallery_scale [--sizes 10000,100000] [--queries 200]
-[--ef-search 100,400] [--url URL]``
+``python -m benchmarks.gallery_scale [--sizes 10000,100000,1000000] [--queries 200]
+[--ef-search 100,400] [--maintenance-work-mem 2GB] [--url URL]``
 
 The data are those of :mod:`benchmarks.gallery` (dlib-resnet-like 128-d unit vectors, one
 exemplar per identity here): a query is the template of a track of a known person, ~0.2 from
 their exemplar. Without ``--url`` a PostgreSQL with pgvector is started from PyPI's
 ``pgserver`` in a temporary folder (on a Unix socket). Each size is loaded with ``COPY`` into a
 fresh gallery schema made by :class:`~stream.storage.postgres.PostgresStore`, its HNSW index
-(pgvector's defaults, m=16, ef_construction=64) built after the load, and then:
+(pgvector's defaults, m=16, ef_construction=64) built after the load with
+``maintenance_work_mem`` (the graph of 1M fits in 2GB; a smaller one spills to disk and the
+build slows down many times), and then:
 
 - ``start-up``: a :class:`~stream.identity.gallery.Gallery` opened on it (every exemplar read
   and indexed in FAISS), what a node does when it starts;
@@ -20,9 +22,13 @@ fresh gallery schema made by :class:`~stream.storage.postgres.PostgresStore`, it
   behind, and under the creation lock; its recall@1 and @16 are its neighbours among the
   exact ones;
 - ``pgvector exact``: ``nearest(query, 16, exact=True)``, a scan of every exemplar (what a
-  creation under the lock does when the node's index is behind).
+  creation under the lock does when the node's index is behind);
+- ``forget``: ``Gallery.forget(identity, erase=True)`` of one person, as the REST API and the
+  CLI forget (``DELETE`` and ``VACUUM FULL`` of every table that held them, rebuilding their
+  indexes, the HNSW one too, with the same ``maintenance_work_mem``), and ``delete only``,
+  ``Gallery.forget`` of another without the rewrite.
 
-Prints one table: latencies as p50 / p95 in ms.
+Prints one table (latencies as p50 / p95 in ms), and the stages of each size as they end.
 """
 
 from __future__ import annotations
@@ -71,11 +77,13 @@ def server() -> Iterator[str]:
             running.cleanup()
 
 
-def load(url: str, count: int, seed: int) -> tuple[PostgresStore, float, float]:
+def load(url: str, count: int, seed: int, work_mem: str) -> tuple[PostgresStore, float, float]:
     """A new gallery of ``count`` identities at ``url``; the seconds of the load and of the
-    HNSW index build."""
+    HNSW index build (with ``maintenance_work_mem`` ``work_mem``, kept by the store's
+    connection for its erasures)."""
     store = PostgresStore(url, embedder=EMBEDDER, version=VERSION, dim=DIM)
     db = store._db  # the benchmark fills the store's own tables, as COPY does it fastest
+    db.execute("SELECT set_config('maintenance_work_mem', %s, false)", (work_mem,))
     db.execute(f"TRUNCATE {SCHEMA}.identities, {SCHEMA}.changes RESTART IDENTITY CASCADE")
     db.execute("DROP INDEX IF EXISTS exemplars_vector")
     vectors = scatter(np.random.default_rng([seed, 2]), identity_centres(count, seed),
@@ -91,7 +99,6 @@ def load(url: str, count: int, seed: int) -> tuple[PostgresStore, float, float]:
                 copy.write_row((identity, vector, 1.0, "synthetic", 0.0))
     loaded = time.perf_counter() - start
     start = time.perf_counter()
-    db.execute("SET maintenance_work_mem = '512MB'")
     db.execute("CREATE INDEX exemplars_vector ON exemplars USING hnsw (vector vector_l2_ops)")
     db.execute("ANALYZE exemplars")
     return store, loaded, time.perf_counter() - start
@@ -106,15 +113,23 @@ def queries(count: int, samples: int, seed: int) -> FloatArray:
     return unit(np.stack([face.mean(axis=0) for face in faces]))
 
 
-def measure(url: str, count: int, samples: int, seed: int, ef_search: Sequence[int]
-            ) -> dict[str, str]:
-    """The figures of one size, by table row."""
-    store, loaded, indexed = load(url, count, seed)
+def measure(url: str, count: int, samples: int, seed: int, ef_search: Sequence[int], *,
+            work_mem: str) -> dict[str, str]:
+    """The figures of one size, by table row (each stage's said as it ends)."""
+    began = time.perf_counter()
+
+    def stage(text: str) -> None:
+        print(f"  {count:,}: {text} ({time.perf_counter() - began:.0f} s in)", flush=True)
+
+    store, loaded, indexed = load(url, count, seed, work_mem)
+    stage(f"loaded in {loaded:.1f} s, HNSW built in {indexed:.1f} s")
     asked = queries(count, samples, seed)
     start_ms, gallery = timed(Gallery, store)
     faiss_ms = [timed(gallery.search, query[None], K)[0] for query in asked]
+    stage(f"node started in {start_ms / 1000:.2f} s, FAISS searched")
     exact = [timed(store.nearest, query[None], K, exact=True) for query in asked]
     assert gallery.searches["store"] == 0, "the index was stale: FAISS was not measured"
+    stage("exact searched")
     figures = {"load (COPY) s": f"{loaded:.1f}", "HNSW build s": f"{indexed:.1f}",
                "node start-up s": f"{start_ms / 1000:.2f}", "FAISS ms": p50_p95(faiss_ms),
                "pgvector exact ms": p50_p95([e[0] for e in exact])}
@@ -127,6 +142,14 @@ def measure(url: str, count: int, samples: int, seed: int, ef_search: Sequence[i
         figures |= {f"HNSW ef {ef} ms": p50_p95([h[0] for h in hnsw]),
                     f"HNSW ef {ef} recall@1": f"{top1:.3f}",
                     f"HNSW ef {ef} recall@{K}": f"{at_k:.3f}"}
+    store._db.execute(f"SET hnsw.ef_search = {EF_SEARCH}".encode())
+    stage("HNSW searched")
+    deleted_ms, _ = timed(gallery.forget, 2)
+    forget_ms, _ = timed(gallery.forget, 1, erase=True)
+    assert store.complete_erasures(), "the erasure's rewrite was left pending"
+    figures |= {"forget s (DELETE, VACUUM FULL)": f"{forget_ms / 1000:.1f}",
+                "forget s, delete only": f"{deleted_ms / 1000:.3f}"}
+    stage(f"forgotten in {forget_ms / 1000:.1f} s")
     store.close()
     return figures
 
@@ -136,14 +159,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gallery_scale",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000",
-                        help="identity counts, comma-separated (default 10000,100000)")
+    parser.add_argument("--sizes", default="10000,100000,1000000",
+                        help="identity counts, comma-separated (default 10000,100000,1000000)")
     parser.add_argument("--queries", type=int, default=200, help="queries per size")
     parser.add_argument("--url", help="a PostgreSQL with pgvector to use (default: one started "
                         "from pgserver); its facestream schema is replaced")
     parser.add_argument("--ef-search", default=f"100,{EF_SEARCH}",
                         help="HNSW candidates per search to measure, comma-separated (default: "
                         f"pgvector's 100 and the store's {EF_SEARCH})")
+    parser.add_argument("--maintenance-work-mem", default="2GB",
+                        help="PostgreSQL's memory for the HNSW build and the erasures' index "
+                        "rebuilds (default 2GB)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -152,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with server() if args.url is None else _given(args.url) as url:
         for count in sizes:
             start = time.perf_counter()
-            columns[count] = measure(url, count, args.queries, args.seed, ef_search)
+            columns[count] = measure(url, count, args.queries, args.seed, ef_search,
+                                     work_mem=args.maintenance_work_mem)
             print(f"{count:,} identities: {time.perf_counter() - start:.0f} s", flush=True)
     width = max(len(name) for name in columns[sizes[0]]) + 2
     print(f"\n{args.queries} queries of {K} neighbours, {DIM}-d, one exemplar per identity")
