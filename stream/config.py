@@ -348,7 +348,8 @@ class MqttSettings(_Retrying):
     """The MQTT publisher (aiomqtt); the backoff spaces reconnections to the broker."""
 
     url: str = Field(description="mqtt://host:port or mqtts://host:port (TLS)")
-    client_id: str = Field("facestream", min_length=1, max_length=64)
+    client_id: str | None = Field(None, min_length=1, max_length=64, description="one per "
+                                  "connection to the broker; null: facestream-<node>")
     username: str | None = None
     password: SecretStr | None = None
     qos: Literal[0, 1, 2] = Field(1, description="QoS of every message")

@@ -175,7 +175,8 @@ class MqttSink:
                 keyfile=str(tls.key_file) if tls and tls.key_file else None)
             tls_insecure = True if tls and tls.insecure else None
         return aiomqtt.Client(
-            settings.host, settings.port, identifier=settings.client_id,
+            settings.host, settings.port,
+            identifier=settings.client_id or f"facestream-{self._node}",  # one per node
             username=settings.username,
             password=settings.password.get_secret_value() if settings.password else None,
             keepalive=settings.keepalive_s, tls_params=tls_params, tls_insecure=tls_insecure,
