@@ -3,6 +3,8 @@
 Measures: the number of persons found; BCubed precision/recall/F of person IDs over detections
 matched to true faces (box IoU >= 0.4, greedy per frame); and per true person the time-IoU of
 its intervals with the appearances of the predicted person that holds most of its detections.
+A person's true intervals are joined across absences shorter than the product's own
+``events.left_after_s``, the absence that ends an appearance.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchmarks.synthetic import MERGE_GAP_S, Box, GroundTruth
+from benchmarks.synthetic import Box, GroundTruth
+from stream.config import EventSettings
 from stream.identity.track import box_iou
 
 MIN_IOU = 0.4
 TARGET_F = 0.99
 TARGET_TIME_IOU = 0.95
+# A shorter absence is no new appearance, for the product and so for the truth.
+LEFT_AFTER_S = EventSettings().left_after_s
 
 Interval = tuple[float, float]
 
@@ -321,7 +326,7 @@ def score_output(output: Output, truth: GroundTruth, *, video: str = "") -> Scor
         # Most detections wins; ties go to the smallest id so the result is deterministic.
         chosen = min(counts, key=lambda pid: (-counts[pid], pid))
         assignment[person] = chosen
-        true_intervals = truth.intervals(person, MERGE_GAP_S)
+        true_intervals = truth.intervals(person, LEFT_AFTER_S)
         time_iou[person] = interval_iou(appearances.get(chosen, ()), true_intervals)
 
     return Scores(

@@ -260,3 +260,13 @@ def test_irregular_sampling_estimate_counts_faces_once(tmp_path: Path) -> None:
     faces_per_frame = {i: len(truth.frames[i].faces) for i in sampled}
     assert scores.truth_faces == sum(faces_per_frame.values())
     assert scores.missed == faces_per_frame[13]
+
+
+def test_a_true_absence_shorter_than_the_products_left_after_is_one_appearance(
+        tmp_path: Path) -> None:
+    # D is away for 1.2 s (frames 15-26): over a second, under events.left_after_s (1.5 s).
+    frames = tuple(FrameTruth(index=i, t=i / FPS, faces=(TruthFace("D", BOXES["A"]),)
+                              if i < 15 or i >= 27 else ()) for i in range(FRAMES))
+    truth = GroundTruth("tiny", 320, 240, FPS, frames)
+    out = write_output(tmp_path / "out", truth, appearances={"id-D": [(0.0, 4.0)]})
+    assert score(out, truth).time_iou == {"D": pytest.approx(1.0)}
