@@ -67,6 +67,29 @@ class Track:
         """Unit mean of the last ``count`` computed embeddings: what the face looks like now."""
         return template(self._vectors(self.observations)[-count:])
 
+    def person_span(self, min_score: float, threshold: float | None
+                    ) -> tuple[Observation, Observation] | None:
+        """The first and the last of the track's faces that are surely its person: the detector
+        is sure of them (``min_score``), or, given a ``threshold``, it doubted them but their
+        embedding is within it of the template of the track's recent good faces that it is
+        sure of (a hand or a dress that joined the track is far from it). ``None`` when the
+        detector is sure of none of its faces."""
+        good = self._vectors([obs for obs in self.observations[-DRIFT_WINDOW:]
+                              if obs.good and obs.score >= min_score])
+        centre = template(good) if good and threshold is not None else None
+
+        def theirs(obs: Observation) -> bool:
+            if obs.score >= min_score:
+                return True
+            return (centre is not None and threshold is not None and obs.embedding is not None
+                    and float(np.linalg.norm(obs.embedding - centre)) < threshold)
+        # A track may last hours: look from each end, not at all of it.
+        first = next((obs for obs in self.observations if theirs(obs)), None)
+        if first is None:
+            return None
+        last = next(obs for obs in reversed(self.observations) if theirs(obs))
+        return first, last
+
 
 def template(vectors: FloatArray | list[FloatArray]) -> FloatArray:
     """The unit mean of a track's embeddings: averaging over frames cancels much of what one

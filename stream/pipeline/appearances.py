@@ -3,12 +3,15 @@
 This is the one definition of an appearance, for the live events and the file report alike:
 
 - it begins with the first face of a track identified as the person (``person.appeared``); when
-  the track is identified a little after it began, the appearance begins where the track did;
+  the track is identified a little after it began, the appearance begins where the track did
+  (at its first face that is the person: see :meth:`stream.identity.track.Track.person_span`);
 - it is refreshed at most once per ``update_interval_s`` when there is a better face or the face
   has moved (``person.updated``);
 - it ends when the person has not been seen for ``left_after_s`` on the camera's timeline
   (``person.left``), unless a track that began in that time is still undecided (it may be them:
   the appearance waits for its decision); and when the camera, the service or the identity ends.
+  The absence runs between the frames looked at, so a camera that samples sparsely or drops
+  frames does not cut an appearance that a file analysed more densely shows whole.
 
 Times are kept twice: on the camera's timeline (frame times, what the file report uses) and on
 the wall clock (what live events carry). Each appearance has an ID (:func:`appearance_id`) that
@@ -45,6 +48,19 @@ class Sighting:
     crop: ImageArray  # the track's best face so far (see ``stream.imaging.face_crop``)
     distance: float | None  # of the track's identity decision; None: it created the person
     confidence: float | None  # see ``stream.types.PersonAppeared``
+    # The person's latest face when later than ``frame_time``: one the detector doubted that
+    # is them by its embedding; it extends the appearance but is the face of no event.
+    until_frame_time: float | None = None
+
+    @property
+    def last_frame_time(self) -> float:
+        """When the person was last seen, on the camera's timeline."""
+        return max(self.frame_time, self.until_frame_time or self.frame_time)
+
+    @property
+    def last_captured_at(self) -> float:
+        """When the person was last seen, on the wall clock."""
+        return self.captured_at + self.last_frame_time - self.frame_time
 
 
 def appearance_id(camera: str, now: float) -> str:
@@ -97,8 +113,8 @@ class Appearances:
         if current is None:
             current = self._open[sighting.person] = _Appearance(
                 appearance_id(self.camera, now), sighting.name,
-                min(sighting.since_frame_time, sighting.frame_time), sighting.frame_time,
-                min(sighting.since, sighting.captured_at), sighting.captured_at, now,
+                min(sighting.since_frame_time, sighting.frame_time), sighting.last_frame_time,
+                min(sighting.since, sighting.captured_at), sighting.last_captured_at, now,
                 sighting.box, sighting.quality, sighting.crop, sighting.distance,
                 sighting.confidence)
             return [PersonAppeared(
@@ -114,8 +130,8 @@ class Appearances:
             current.distance, current.confidence = sighting.distance, sighting.confidence
         current.start_t = min(current.start_t, sighting.since_frame_time)
         current.start = min(current.start, sighting.since)
-        current.last_t = max(current.last_t, sighting.frame_time)
-        current.last_seen = max(current.last_seen, sighting.captured_at)
+        current.last_t = max(current.last_t, sighting.last_frame_time)
+        current.last_seen = max(current.last_seen, sighting.last_captured_at)
         better = sighting.quality > current.best_quality
         if better:
             current.best_quality, current.best_crop = sighting.quality, sighting.crop
@@ -143,13 +159,17 @@ class Appearances:
         if person in self._open:
             self._open[person].name = name
 
-    def expire(self, t: float, now: float, *, undecided_since: Iterable[float] = ()
-               ) -> list[Event]:
+    def expire(self, t: float, now: float, *, step: float = 0.0,
+               undecided_since: Iterable[float] = ()) -> list[Event]:
         """``person.left`` for every appearance not seen for ``left_after_s`` before ``t`` (on
-        the camera's timeline). ``undecided_since``: when the tracks not yet identified began;
-        an appearance whose absence one of them began in stays open until it is decided."""
+        the camera's timeline). ``step``: the time between the frames looked at; a face seen
+        at a frame may have been there since the frame before, so an absence lasts from the
+        frame after the person's last face to the frame before the next (what the report's
+        half a step of widening on either side shows). ``undecided_since``: when the tracks not
+        yet identified began; an appearance whose absence one of them began in stays open
+        until it is decided."""
         waiting = list(undecided_since)
-        gap = self.settings.left_after_s
+        gap = self.settings.left_after_s + step
         gone = [person for person, appearance in self._open.items()
                 if t - appearance.last_t > gap
                 and not any(appearance.last_t < began <= appearance.last_t + gap

@@ -242,7 +242,10 @@ class Lane:
         span = track.person_span(self.min_face_score, self.threshold)
         if span is None or track.number not in self._best:
             return []
-        first, last = span
+        first, until = span
+        # The face of the events is one the detector is sure of.
+        last = next(obs for obs in reversed(track.observations)
+                    if obs.score >= self.min_face_score)
         quality, crop = self._best[track.number]
         box = (float(last.box[0]), float(last.box[1]), float(last.box[2]), float(last.box[3]))
         distance = None if track.distance is None else round(track.distance, 4)
@@ -255,7 +258,7 @@ class Lane:
             new=track.identity > highest and track.distance is None, frame_time=last.t,
             captured_at=last.t + self.wall_offset, since_frame_time=first.t,
             since=first.t + self.wall_offset, box=box, score=last.score, quality=quality,
-            crop=crop, distance=distance, confidence=confidence), now)
+            crop=crop, distance=distance, confidence=confidence, until_frame_time=until.t), now)
         for event in events if told is self.appearances else []:  # not a second look's
             if isinstance(event, PersonAppeared):
                 log.info("%s %s on %s at %.1f s", who(event.person, event.name),

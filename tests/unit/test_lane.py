@@ -28,16 +28,27 @@ def face(person: int) -> np.ndarray:
     return unit
 
 
+def hand_of(person: int) -> np.ndarray:
+    """What a hand or a microphone beside ``person``'s face embeds as: near enough to continue
+    their track, farther than the threshold from their face."""
+    away = CENTRES[1 - person] - CENTRES[person]
+    vector = CENTRES[person] + 0.6 * away / np.linalg.norm(away)
+    unit: np.ndarray = (vector / np.linalg.norm(vector)).astype(np.float32)
+    return unit
+
+
 def result(index: int, people: list[tuple[int, float]], *, cut: bool = False,
-           second_at: float = 0.0) -> FrameFaces:
+           second_at: float = 0.0, looks: list[np.ndarray] | None = None) -> FrameFaces:
     """Frame ``index`` (10 a second) with a face per (person, detection score) at one place
-    (the second one ``second_at`` pixels to the right)."""
+    (the second one ``second_at`` pixels to the right); ``looks``: their embeddings, when not
+    the people's faces."""
     n = len(people)
     boxes = np.tile(np.array([[40, 30, 90, 90]], np.float32), (n, 1))
     boxes[1:, [0, 2]] += second_at
     scores = np.array([score for _, score in people], np.float32)
     faces = Faces(boxes, scores, np.zeros((n, 5, 2), np.float32))
-    vectors = np.stack([face(p) for p, _ in people]) if n else np.zeros((0, DIM), np.float32)
+    vectors = np.stack(looks or [face(p) for p, _ in people]) if n else np.zeros((0, DIM),
+                                                                                 np.float32)
     good = scores >= 0.95
     return FrameFaces(Frame(index, index / 10, IMAGE, discontinuity=cut), faces, vectors,
                       np.ones(n, np.bool_), np.full(n, 10, np.float32),
@@ -59,7 +70,7 @@ def test_a_hand_on_a_known_track_is_not_that_person() -> None:
     assert [type(e) for e in events] == [PersonAppeared]
     # The detector is unsure of what now continues the track (a hand, a microphone)
     for i in range(5, 30):
-        events += door.take(result(i, [(0, 0.8)]), now=float(i)).events
+        events += door.take(result(i, [(0, 0.8)], looks=[hand_of(0)]), now=float(i)).events
     left = [e for e in events if isinstance(e, PersonLeft)]
     assert len(left) == 1 and left[0].end_frame_time == 0.4  # the last face it was sure of
 
