@@ -115,43 +115,43 @@ def queries(count: int, samples: int, seed: int) -> FloatArray:
 
 def measure(url: str, count: int, samples: int, seed: int, ef_search: Sequence[int], *,
             work_mem: str) -> dict[str, str]:
-    """The figures of one size, by table row (each stage's said as it ends)."""
+    """The figures of one size, by table row; each stage's printed as it ends (a run stopped
+    before the table keeps them)."""
     began = time.perf_counter()
+    figures: dict[str, str] = {}
 
-    def stage(text: str) -> None:
-        print(f"  {count:,}: {text} ({time.perf_counter() - began:.0f} s in)", flush=True)
+    def stage(**found: str) -> None:
+        figures.update(found)
+        print(f"  {count:,} ({time.perf_counter() - began:.0f} s in): "
+              + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in found.items()),
+              flush=True)
 
     store, loaded, indexed = load(url, count, seed, work_mem)
-    stage(f"loaded in {loaded:.1f} s, HNSW built in {indexed:.1f} s")
+    stage(load_s=f"{loaded:.1f}", HNSW_build_s=f"{indexed:.1f}")
     asked = queries(count, samples, seed)
     start_ms, gallery = timed(Gallery, store)
     faiss_ms = [timed(gallery.search, query[None], K)[0] for query in asked]
-    stage(f"node started in {start_ms / 1000:.2f} s, FAISS searched")
+    stage(node_startup_s=f"{start_ms / 1000:.2f}", FAISS_ms=p50_p95(faiss_ms))
     exact = [timed(store.nearest, query[None], K, exact=True) for query in asked]
     assert gallery.searches["store"] == 0, "the index was stale: FAISS was not measured"
-    stage("exact searched")
-    figures = {"load (COPY) s": f"{loaded:.1f}", "HNSW build s": f"{indexed:.1f}",
-               "node start-up s": f"{start_ms / 1000:.2f}", "FAISS ms": p50_p95(faiss_ms),
-               "pgvector exact ms": p50_p95([e[0] for e in exact])}
+    stage(pgvector_exact_ms=p50_p95([e[0] for e in exact]))
     for ef in ef_search:
         store._db.execute(f"SET hnsw.ef_search = {int(ef)}".encode())
         hnsw = [timed(store.nearest, query[None], K) for query in asked]
         top1 = np.mean([h[1][1][0, 0] == e[1][1][0, 0] for h, e in zip(hnsw, exact, strict=True)])
         at_k = np.mean([len(set(h[1][1][0]) & set(e[1][1][0])) / K
                         for h, e in zip(hnsw, exact, strict=True)])
-        figures |= {f"HNSW ef {ef} ms": p50_p95([h[0] for h in hnsw]),
-                    f"HNSW ef {ef} recall@1": f"{top1:.3f}",
-                    f"HNSW ef {ef} recall@{K}": f"{at_k:.3f}"}
+        stage(**{f"HNSW_ef_{ef}_ms": p50_p95([h[0] for h in hnsw]),
+                 f"HNSW_ef_{ef}_recall@1": f"{top1:.3f}",
+                 f"HNSW_ef_{ef}_recall@{K}": f"{at_k:.3f}"})
     store._db.execute(f"SET hnsw.ef_search = {EF_SEARCH}".encode())
-    stage("HNSW searched")
     deleted_ms, _ = timed(gallery.forget, 2)
+    stage(forget_delete_only_s=f"{deleted_ms / 1000:.3f}")
     forget_ms, _ = timed(gallery.forget, 1, erase=True)
     assert store.complete_erasures(), "the erasure's rewrite was left pending"
-    figures |= {"forget s (DELETE, VACUUM FULL)": f"{forget_ms / 1000:.1f}",
-                "forget s, delete only": f"{deleted_ms / 1000:.3f}"}
-    stage(f"forgotten in {forget_ms / 1000:.1f} s")
+    stage(forget_with_VACUUM_FULL_s=f"{forget_ms / 1000:.1f}")
     store.close()
-    return figures
+    return {name.replace("_", " "): value for name, value in figures.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,12 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             columns[count] = measure(url, count, args.queries, args.seed, ef_search,
                                      work_mem=args.maintenance_work_mem)
             print(f"{count:,} identities: {time.perf_counter() - start:.0f} s", flush=True)
-    width = max(len(name) for name in columns[sizes[0]]) + 2
-    print(f"\n{args.queries} queries of {K} neighbours, {DIM}-d, one exemplar per identity")
-    print(f"{'identities':{width}s}" + "".join(f"{count:>18,}" for count in sizes))
-    for name in columns[sizes[0]]:
-        print(f"{name:{width}s}" + "".join(f"{columns[count][name]:>18s}" for count in sizes))
+            table(columns, args.queries)  # so far: a run stopped later keeps it
     return 0
+
+
+def table(columns: dict[int, dict[str, str]], queries: int) -> None:
+    """Print the figures, a column per size."""
+    rows = next(iter(columns.values()))
+    width = max(len(name) for name in rows) + 2
+    print(f"\n{queries} queries of {K} neighbours, {DIM}-d, one exemplar per identity")
+    print(f"{'identities':{width}s}" + "".join(f"{count:>18,}" for count in columns))
+    for name in rows:
+        print(f"{name:{width}s}" + "".join(f"{figures[name]:>18s}"
+                                           for figures in columns.values()), flush=True)
 
 
 @contextmanager
