@@ -62,6 +62,9 @@ class FirstMatchAssigner:
     def split_tracks(self) -> list[Track]:
         return []
 
+    def merged(self) -> list[tuple[int, int]]:
+        return []
+
     def skippable(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
         return np.zeros(len(boxes), np.bool_)  # the seed embedded every face
 

@@ -213,7 +213,7 @@ class Gallery:
              face: bytes | None) -> int:
         added = 0
         for vector in embeddings:
-            own = self._vectors(identity)
+            own = self.vectors(identity)
             if len(own) and float(np.min(np.linalg.norm(own - vector, axis=1))) < (
                     self.min_exemplar_distance):
                 continue
@@ -236,7 +236,7 @@ class Gallery:
     def _make_way(self, identity: int, vector: FloatArray, quality: float) -> bool:
         """Evict the identity's least useful exemplar if the new one is more useful."""
         members = self._members[identity]
-        vectors = np.concatenate([self._vectors(identity), vector[None]])
+        vectors = np.concatenate([self.vectors(identity), vector[None]])
         distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
         np.fill_diagonal(distances, np.inf)
         qualities = np.asarray([self._quality[m] for m in members] + [quality])
@@ -367,7 +367,8 @@ class Gallery:
             raise NotFoundError(f"there is no person {self.label(identity)} in the gallery; "
                                 f"`facestream gallery {self.store.location} list` shows who is")
 
-    def _vectors(self, identity: int) -> FloatArray:
+    def vectors(self, identity: int) -> FloatArray:
+        """The exemplar vectors of ``identity`` (none for an identity it does not hold)."""
         members = self._members.get(identity, [])
         if not members:
             return np.zeros((0, self.dim), np.float32)

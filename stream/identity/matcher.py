@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream.errors import StorageError
+from stream.identity.consolidate import older_identity
 from stream.identity.gallery import Gallery
 from stream.identity.track import Observation, Track, Tracker, template
 from stream.types import FloatArray, GateMiss
@@ -65,6 +66,10 @@ class MatchSettings:
     recall_faces: int = 6
     recall_under: float = 0.06
     exemplar_faces: int = 10  # an identified track adds a template of each this many good faces
+    # An identity created here is looked at again (joined to an older one it is, see
+    # :mod:`stream.identity.consolidate`) from this many good faces until it has young_faces.
+    second_look_faces: int = 24
+    young_faces: int = 48
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 2:
@@ -261,10 +266,13 @@ class Identifier:
                                split_distance=settings.threshold)
         self._pending: dict[int, list[FloatArray]] = {}  # track -> good faces since last exemplar
         self._open: list[Track] = []  # tracks seen recently (ended ones kept for exclusion)
+        self._young: set[int] = set()  # identities created here, not yet looked at again
+        self._merged: list[tuple[int, int]] = []  # (kept, gone) by the latest observe
 
     def observe(self, t: float, observations: list[Observation]) -> tuple[list[Track],
                                                                           list[Track]]:
         """Add one sampled frame; returns each observation's track and the tracks decided now."""
+        self._merged = []
         tracks, ended = self.tracker.update(t, observations)
         for track, _ in self.tracker.splits:
             self._pending.pop(track.number, None)  # those faces were someone else's
@@ -285,7 +293,49 @@ class Identifier:
                     pending.clear()
         self._open = [track for track in self._open if t - track.last.t <= 30.0]
         self._open.extend(track for track in tracks if track not in self._open)
+        self._second_look({track.identity for track in tracks} & self._young)
         return tracks, decided
+
+    def merged(self) -> list[tuple[int, int]]:
+        """The identities the latest :meth:`observe` joined, as (kept, gone): a young identity
+        found to be an older one (see :mod:`stream.identity.consolidate`)."""
+        return list(self._merged)
+
+    def _second_look(self, young: set[int | None]) -> None:
+        """Join each of the ``young`` identities seen now to the older one it is, if any: in
+        the gallery, and on every track of it."""
+        for identity in sorted(i for i in young if i is not None):
+            own = [track for track in self._open if track.identity == identity]
+            faces = [vectors for track in own
+                     if len(vectors := track.embeddings(good_only=True))]
+            count = sum(len(vectors) for vectors in faces)
+            if count >= self.settings.young_faces:
+                self._young.discard(identity)
+            if not self.settings.second_look_faces <= count < self.settings.young_faces:
+                continue
+            frames = set().union(*(track.frames for track in own))
+            together = {track.identity for track in self._open
+                        if track.identity is not None and not track.frames.isdisjoint(frames)}
+            try:
+                found = older_identity(
+                    self.gallery, identity, np.concatenate(faces),
+                    bar=self.settings.threshold - self.settings.close_band,
+                    margin=self.settings.margin, neighbours=self.settings.neighbours,
+                    apart=self.gallery.store.cannot_link(identity) | together,
+                    named=lambda one: self.gallery.store.identity(one).name is not None)
+                if found is None:
+                    continue
+                self.gallery.merge(found.keep, found.gone)
+            except StorageError as error:  # looked at again with its next face
+                log.warning("cannot look at %s again now (%s)", Gallery.label(identity), error)
+                continue
+            log.info("%s is %s (second look: %d good faces, linkage %.3f)",
+                     Gallery.label(found.gone), Gallery.label(found.keep), count, found.linkage)
+            self._young.discard(identity)
+            for track in [*self._open, *self.tracker.active]:
+                if track.identity == found.gone:
+                    track.identity = found.keep
+            self._merged.append((found.keep, found.gone))
 
     @property
     def highest(self) -> int:
@@ -338,6 +388,8 @@ class Identifier:
                     template(good)[None], quality=self._quality(track), source=self.source,
                     face=self.face_of(track), join_within=self.settings.threshold)
                 track.distance = self.gallery.joined  # None: this decision created them
+                if track.distance is None:
+                    self._young.add(track.identity)
             except StorageError as error:  # decided again on its next face, or at its end
                 log.warning("cannot create a person now (%s); track %d waits", error,
                             track.number)

@@ -159,6 +159,22 @@ class Appearances:
         if person in self._open:
             self._open[person].name = name
 
+    def move(self, gone: str, keep: str, name: str | None) -> None:
+        """``gone`` was merged into ``keep`` (called ``name``): its open appearance goes on as
+        ``keep``'s, made one with theirs when both are open."""
+        moved = self._open.pop(gone, None)
+        if moved is None:
+            return
+        current = self._open.setdefault(keep, moved)
+        current.name = name
+        if current is not moved:
+            current.start_t, current.start = (min(current.start_t, moved.start_t),
+                                              min(current.start, moved.start))
+            current.last_t, current.last_seen = (max(current.last_t, moved.last_t),
+                                                 max(current.last_seen, moved.last_seen))
+            if moved.best_quality > current.best_quality:
+                current.best_quality, current.best_crop = moved.best_quality, moved.best_crop
+
     def expire(self, t: float, now: float, *, step: float = 0.0,
                undecided_since: Iterable[float] = ()) -> list[Event]:
         """``person.left`` for every appearance not seen for ``left_after_s`` before ``t`` (on

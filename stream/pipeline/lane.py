@@ -26,7 +26,16 @@ from stream.identity.matcher import Identifier, MatchSettings
 from stream.identity.track import Observation, Track
 from stream.imaging import face_crop, jpeg_bytes
 from stream.pipeline.appearances import Appearances, Sighting
-from stream.types import Event, Faces, FloatArray, Frame, ImageArray, PersonAppeared, PersonLeft
+from stream.types import (
+    Event,
+    Faces,
+    FloatArray,
+    Frame,
+    IdentityMerged,
+    ImageArray,
+    PersonAppeared,
+    PersonLeft,
+)
 from stream.vision.executor import FrameFaces, SharpnessBaseline
 
 log = logging.getLogger(__name__)
@@ -61,6 +70,10 @@ class IdentityAssigner(Protocol):
     def split_tracks(self) -> list[Track]:
         """The tracks split off others by the latest :meth:`observe` (someone took a person's
         place): their faces were moved out of the track they had joined."""
+        ...
+
+    def merged(self) -> list[tuple[int, int]]:
+        """The identities joined by the latest :meth:`observe`, as (kept, gone)."""
         ...
 
 
@@ -141,6 +154,10 @@ class Lane:
         events += self.tick(frame.t, now)
         highest = self.assigner.highest
         tracks, decided = self.assigner.observe(frame.t, observations(result))
+        for keep, gone in self.assigner.merged():  # a young identity was found to be older
+            self.appearances.move(Gallery.label(gone), Gallery.label(keep), self.person_name(keep))
+            events.append(IdentityMerged(person=Gallery.label(keep), merged=Gallery.label(gone),
+                                         time=now))
         for i, track in enumerate(tracks):
             if result.faces.scores[i] < self.min_face_score:
                 continue  # never the face of an event
