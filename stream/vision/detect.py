@@ -14,8 +14,8 @@ on channels-last tensors. Everything stays on the device until the final per-ima
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,17 @@ class FaceDetector(Protocol):
         """One :class:`Faces` per image of ``images`` (B, 3, H, W) uint8 (or float 0..255), in
         the pixels of the frames; ``source_width``: the images are copies shrunk from frames that
         wide."""
+        ...
+
+
+@runtime_checkable
+class NearDetector(FaceDetector, Protocol):
+    """A detector that can also look only around faces it was told of (a much cheaper pass)."""
+
+    def detect_near(self, images: torch.Tensor, near: Sequence[Faces], *,
+                    source_width: int | None = None) -> list[Faces]:
+        """One :class:`Faces` per image, found only near that image's ``near`` faces (frame
+        pixels)."""
         ...
 
 
@@ -96,6 +107,26 @@ class MtcnnDetector:
         with torch.inference_mode():
             found = _detect_batch(small.to(self.device), min_size, self.nets,
                                   self.thresholds, float(self.mtcnn.factor))
+        return [faces.scaled(scale) if scale != 1.0 else faces for faces in found]
+
+    def detect_near(self, images: torch.Tensor, near: Sequence[Faces], *,
+                    source_width: int | None = None) -> list[Faces]:
+        """Like :meth:`detect`, but only looking around ``near`` (each image's faces on a frame
+        just before it, in the pixels of the frames): R- and O-Net on boxes around them, shifted
+        and resized by up to a quarter of their side, instead of the PNet pyramid over the whole
+        image. A face far from all of ``near`` is not found, so callers still run :meth:`detect`
+        at bounded intervals."""
+        if images.shape[0] == 0:
+            return []
+        small, scale, _ = self._prepare(images, source_width)
+        boxes, inds = _around(near, scale, self.device)
+        if len(boxes) == 0:
+            return [Faces.empty() for _ in range(images.shape[0])]
+        if small.dtype != torch.uint8:
+            small = small.float()
+        with torch.inference_mode():
+            found = _refine(small.to(self.device), boxes, inds, self.nets, self.thresholds,
+                            around=True)
         return [faces.scaled(scale) if scale != 1.0 else faces for faces in found]
 
     def detect_reference(self, images: torch.Tensor) -> list[Faces]:
@@ -163,10 +194,48 @@ def _detect_batch(imgs: torch.Tensor, min_size: float, nets: tuple[Net, Net, Net
                   thresholds: list[float], factor: float) -> list[Faces]:
     """facenet's ``detect_face`` on (B, 3, H, W) uint8 or float32 images (0..255), batched: one
     Faces per image."""
-    pnet, rnet, onet = nets
-    batch, _, h, w = imgs.shape
+    boxes, inds = _propose(imgs, min_size, nets[0], thresholds[0], factor)
+    return _refine(imgs, boxes, inds, nets, thresholds)
 
-    boxes, inds = _propose(imgs, min_size, pnet, thresholds[0], factor)
+
+# Where detect_near looks around a known face: its square box, shifted by a fifth of its side
+# each way, or resized (dx, dy, size); RNet's regression takes it the rest of the way.
+_AROUND = ((0.0, 0.0, 1.0), (-0.2, 0.0, 1.0), (0.2, 0.0, 1.0), (0.0, -0.2, 1.0),
+           (0.0, 0.2, 1.0), (0.0, 0.0, 0.8), (0.0, 0.0, 1.25))
+
+
+def _around(near: Sequence[Faces], scale: float, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Square candidate boxes around each image's ``near`` faces (frame pixels; the detection
+    images are ``scale`` times smaller) as (N, 6) rows: x1 y1 x2 y2, score 1, which known face;
+    and their image index."""
+    rows = [(faces.boxes / scale, b) for b, faces in enumerate(near) if len(faces)]
+    if not rows:
+        return torch.zeros((0, 6), device=device), torch.zeros(0, dtype=torch.long, device=device)
+    known = torch.from_numpy(np.concatenate([boxes for boxes, _ in rows])).float().to(device)
+    inds = torch.cat([torch.full((len(boxes),), b, dtype=torch.long) for boxes, b in rows])
+    square = _rerec(torch.cat((known, torch.ones_like(known[:, :1])), dim=1))
+    side = square[:, 2] - square[:, 0]
+    cx, cy = square[:, 0] + side / 2, square[:, 1] + side / 2
+    grid = torch.tensor(_AROUND, device=device)
+    centre_x = cx[:, None] + grid[None, :, 0] * side[:, None]
+    centre_y = cy[:, None] + grid[None, :, 1] * side[:, None]
+    half = grid[None, :, 2] * side[:, None] / 2
+    boxes = torch.stack((centre_x - half, centre_y - half, centre_x + half, centre_y + half,
+                         torch.ones_like(half)), dim=2).reshape(-1, 5)
+    origin = torch.arange(len(known), device=device).repeat_interleave(len(grid))
+    return (torch.cat((boxes, origin[:, None].float()), dim=1),
+            inds.to(device).repeat_interleave(len(grid)))
+
+
+def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
+            nets: tuple[Net, Net, Net], thresholds: list[float], *, around: bool = False
+            ) -> list[Faces]:
+    """R- and O-Net on candidate boxes (N, 5) of images ``inds``: one Faces per image.
+    ``around``: the boxes are (N, 6), the last column the known face each is around; only the
+    best of each face's boxes after RNet goes on to ONet, not all that do not overlap much."""
+    _, rnet, onet = nets
+    batch, _, h, w = imgs.shape
     if len(boxes) == 0:
         return [Faces.empty() for _ in range(batch)]
     integral = _integral_image(imgs)
@@ -178,9 +247,11 @@ def _detect_batch(imgs: torch.Tensor, min_size: float, nets: tuple[Net, Net, Net
     reg, probs = _chunked(rnet, crops, 256)
     score = probs[:, 1]
     keep = score > thresholds[1]
+    groups = boxes[keep, 5].long() if around else inds[keep]
     boxes = torch.cat((boxes[keep, :4], score[keep, None]), dim=1)
     inds, reg = inds[keep], reg[keep]
-    pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.7)
+    # Around known faces, any overlap suppresses: the best box of each face only.
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], groups, 0.0 if around else 0.7)
     boxes = _rerec(_bbreg(boxes[pick], reg[pick]))
     inds = inds[pick]
 

@@ -3,7 +3,8 @@ for batches of frames, under ``torch.inference_mode()``."""
 
 from __future__ import annotations
 
-from collections import deque
+import weakref
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,19 @@ import torch.nn.functional as F  # noqa: N812
 from stream.config import EngineSettings
 from stream.types import Faces, FloatArray, Frame, GateMiss
 from stream.vision import backends
-from stream.vision.detect import FaceDetector, MtcnnDetector
+from stream.vision.detect import FaceDetector, MtcnnDetector, NearDetector
 from stream.vision.embed import Embedder
 from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedder
 
 SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
+# A source's frames skip the full-frame detector (the PNet pyramid, most of the models' time)
+# for up to this long after it ran, while each of its faces is found again near where it was
+# and nothing changed elsewhere in the picture; a face that came unnoticed is found this late.
+FULL_DETECTION_EVERY_S = 0.5
+# "Changed": a cell of 8x8 detection pixels whose mean grey level moved by more than this since
+# the full detection (compression noise stays well under it), away from the known faces.
+_CELL = 8
+_CHANGED_LEVELS = 12.0
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 
 
@@ -58,6 +67,51 @@ class SharpnessBaseline:
         """Add the sharpness of new faces; returns the median of the window."""
         self._values.extend(float(v) for v in values)
         return float(np.median(self._values)) if self._values else 0.0
+
+
+@dataclass
+class _Seen:
+    """A source's latest full-frame detection (its time, grey cells and faces) and its latest
+    faces since."""
+
+    t: float
+    cells: torch.Tensor  # (h / _CELL, w / _CELL) mean grey of the detector's image
+    at_full: Faces
+    latest: Faces
+
+
+def grey_cells(images: torch.Tensor) -> torch.Tensor:
+    """The mean brightness of each cell of ``_CELL`` x ``_CELL`` pixels of ``images``
+    (B, 3, H, W, 0..255), as (B, H / _CELL, W / _CELL)."""
+    # The green channel of every other pixel: most of the luminance, a twelfth of the work.
+    return F.avg_pool2d(images[:, 1:2, ::2, ::2].float(), _CELL // 2)[:, 0]
+
+
+def changed_elsewhere(cells: torch.Tensor, before: torch.Tensor, boxes: FloatArray) -> bool:
+    """Whether grey ``cells`` moved from ``before`` anywhere but around ``boxes`` (N, 4), in the
+    cells' pixels (each box widened by half its size on every side: heads and bodies move)."""
+    changed = (cells - before).abs() > _CHANGED_LEVELS
+    for x1, y1, x2, y2 in boxes:
+        dx, dy = (x2 - x1) / 2, (y2 - y1) / 2
+        changed[max(0, int((y1 - dy) / _CELL)):max(0, int((y2 + dy) / _CELL) + 1),
+                max(0, int((x1 - dx) / _CELL)):max(0, int((x2 + dx) / _CELL) + 1)] = False
+    return bool(changed.any())
+
+
+def found_again(before: Faces, after: Faces, min_iou: float = 0.3) -> bool:
+    """Whether every face of ``before`` overlaps one of ``after`` by at least ``min_iou``."""
+    if len(before) == 0:
+        return True
+    if len(after) == 0:
+        return False
+    a, b = before.boxes[:, None, :], after.boxes[None, :, :]
+    inter = (np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+             * np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0,
+                       None))
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    iou = inter / np.maximum(area_a + area_b - inter, 1e-6)
+    return bool((iou.max(axis=1) >= min_iou).all())
 
 
 @dataclass(frozen=True)
@@ -122,7 +176,8 @@ class VisionWorker:
                  detect_width: int | None = 640, gate: QualityGate | None = None,
                  min_face_px: int = 40,
                  weights: Path | None = None, allow_download: bool = False,
-                 detector: FaceDetector | None = None, backend: str = "auto") -> None:
+                 detector: FaceDetector | None = None, backend: str = "auto",
+                 full_detection_every_s: float | None = FULL_DETECTION_EVERY_S) -> None:
         self.device = device or pick_device()
         self.gate = gate or QualityGate()
         self.backend = backends.resolve(backend, self.device)
@@ -138,6 +193,10 @@ class VisionWorker:
         if self.backend == "onnx":
             self.embedder = backends.OnnxEmbedder(self.embedder, self.device)
         self._laplacian = _LAPLACIAN.to(self.device)
+        self.full_detection_every_s = full_detection_every_s
+        # Each source's last detections, by the source's sharpness baseline (one per source).
+        self._seen: weakref.WeakKeyDictionary[SharpnessBaseline, _Seen] = (
+            weakref.WeakKeyDictionary())
 
     @classmethod
     def from_settings(cls, engine: EngineSettings) -> VisionWorker:
@@ -157,13 +216,15 @@ class VisionWorker:
 
         ``skip_embedding`` may name faces whose embedding is not needed (it is called once per
         frame, after detection); all faces of the batch are embedded in one pass.
-        ``sharpness_baselines``: each frame's source's, for the relative blur gate.
+        ``sharpness_baselines``: each frame's source's (one object per source), for the
+        relative blur gate; they also name the sources, whose frames may then skip the
+        full-frame detector (see ``FULL_DETECTION_EVERY_S``).
         """
         baselines = sharpness_baselines or [SharpnessBaseline() for _ in frames]
         with torch.inference_mode():
             small, source_width = self._detection_batch(frames)
             gains = exposure_gains(small)
-            found = self.detector.detect(apply_gain(small, gains), source_width=source_width)
+            found = self._detect(frames, apply_gain(small, gains), source_width, baselines)
             wanted = [~skip_embedding(frame, faces) if skip_embedding is not None
                       else np.ones(len(faces), np.bool_)
                       for frame, faces in zip(frames, found, strict=True)]
@@ -193,6 +254,47 @@ class VisionWorker:
                                              typical_sharpness=typical))
             start = end
         return results
+
+    def _detect(self, frames: list[Frame], images: torch.Tensor, source_width: int | None,
+                baselines: Sequence[SharpnessBaseline]) -> list[Faces]:
+        """The faces of each frame: near its source's latest faces where that is enough (see
+        ``FULL_DETECTION_EVERY_S``), else by the full-frame detector. A source's frames follow
+        each other, so the k-th frame of every source goes in the k-th pass."""
+        found: list[Faces | None] = [None] * len(frames)
+        cells = grey_cells(images)
+        scale = frames[0].width / images.shape[3]
+        passes: dict[int, list[int]] = {}
+        counts: Counter[int] = Counter()
+        for i, baseline in enumerate(baselines):
+            passes.setdefault(counts[id(baseline)], []).append(i)
+            counts[id(baseline)] += 1
+        for wave in passes.values():
+            near = [i for i in wave if self._may_skip(frames[i], cells[i], baselines[i], scale)]
+            if near and isinstance(self.detector, NearDetector):
+                before = [self._seen[baselines[i]].latest for i in near]
+                after = self.detector.detect_near(images[near], before,
+                                                  source_width=source_width)
+                for i, old, new in zip(near, before, after, strict=True):
+                    if found_again(old, new):
+                        found[i] = self._seen[baselines[i]].latest = new
+            full = [i for i in wave if found[i] is None]
+            if full:
+                detected = self.detector.detect(images[full], source_width=source_width)
+                for i, faces in zip(full, detected, strict=True):
+                    found[i] = faces
+                    self._seen[baselines[i]] = _Seen(frames[i].t, cells[i], faces, faces)
+        return [faces if faces is not None else Faces.empty() for faces in found]
+
+    def _may_skip(self, frame: Frame, cells: torch.Tensor, baseline: SharpnessBaseline,
+                  scale: float) -> bool:
+        """Whether ``frame`` may be searched near its source's latest faces only."""
+        seen = self._seen.get(baseline)
+        every = self.full_detection_every_s
+        if (seen is None or every is None or frame.discontinuity
+                or not 0.0 <= frame.t - seen.t < every or seen.cells.shape != cells.shape):
+            return False
+        known = np.concatenate((seen.at_full.boxes, seen.latest.boxes)) / scale
+        return not changed_elsewhere(cells, seen.cells, known)
 
     def _detection_batch(self, frames: list[Frame]) -> tuple[torch.Tensor, int | None]:
         """The detector's input (B, 3, h, w) uint8: the decoder's small copies when every frame

@@ -171,3 +171,21 @@ def test_small_faces_are_found_and_fit_to_join_a_known_person_but_not_good(
         assert found.good.tolist() == [good] * 3
         expected = [None] * 3 if good else [("size", 40.0)] * 3
         assert [miss and (miss.check, miss.limit) for miss in found.misses] == expected
+
+
+def test_looking_near_known_faces_finds_them_again_where_they_moved() -> None:
+    frames = photos()[:1].round().to(torch.uint8)
+    (known,) = detector().detect(frames)
+    assert len(known) >= 3
+    (same,) = detector().detect_near(frames, [known])
+    assert_same_faces(same, known, landmark_px=4.0)
+    # The picture moved by 8 pixels right and 6 down (a face moves about that much between
+    # sampled frames): every face is found again, moved with it.
+    moved = torch.roll(frames, shifts=(6, 8), dims=(2, 3))
+    (found,) = detector().detect_near(moved, [known])
+    (full,) = detector().detect(moved)
+    clear = full.select(full.scores >= 0.99)
+    overlaps = iou(clear.boxes, found.boxes)
+    assert len(clear) and (overlaps.max(axis=1) >= 0.8).all()
+    (nothing,) = detector().detect_near(frames, [Faces.empty()])  # nowhere to look
+    assert len(nothing) == 0

@@ -1,12 +1,16 @@
-"""Frame preparation, the quality gate's relative sharpness, and the worker's detector seam."""
+"""Frame preparation, the quality gate's relative sharpness, the worker's detector seam, and
+frames spared the full-frame detector."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 
 from stream.types import Faces, Frame
+from stream.vision.detect import MtcnnDetector
 from stream.vision.executor import (
+    FULL_DETECTION_EVERY_S,
     SharpnessBaseline,
     VisionWorker,
     apply_gain,
@@ -69,3 +73,40 @@ def test_the_worker_embeds_and_grades_what_its_detector_finds(weights: None) -> 
         assert np.isclose(np.linalg.norm(found.embeddings[0]), 1.0, atol=1e-4)
     assert blurred.sharpness[0] < 1e-6 and blurred.good.tolist() == [False]
     assert sharp.sharpness[0] > 100 and sharp.good.tolist() == [True]
+
+
+class CountingDetector(MtcnnDetector):
+    """MTCNN, counting the images that went through the full-frame detector."""
+
+    full = 0
+
+    def detect(self, images: torch.Tensor, *, source_width: int | None = None) -> list[Faces]:
+        self.full += images.shape[0]
+        return super().detect(images, source_width=source_width)
+
+
+def test_frames_skip_the_full_detector_while_their_faces_stay_and_nothing_else_changes(
+        weights: None) -> None:
+    from stream.vision.models import fetch
+
+    photo = np.array(Image.open(fetch("face-api-samples") / "sample1.jpg").convert("RGB")
+                     .resize((960, 640)))
+    hidden = photo.copy()
+    hidden[:, 700:] = 128  # the third face is not there yet
+    detector = CountingDetector(torch.device("cpu"), detect_width=640)
+    worker = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), detector=detector)
+    camera = SharpnessBaseline()
+
+    first, second = worker.process([Frame(0, 0.0, hidden), Frame(1, 0.1, hidden)], None,
+                                   [camera, camera])
+    assert detector.full == 1 and len(first.faces) == len(second.faces) == 2
+    (third,) = worker.process([Frame(2, 0.2, photo)], None, [camera])  # someone came
+    assert detector.full == 2 and len(third.faces) == 3
+    (fourth,) = worker.process([Frame(3, 0.3, photo)], None, [camera])
+    assert detector.full == 2 and len(fourth.faces) == 3
+    (later,) = worker.process([Frame(4, 0.21 + FULL_DETECTION_EVERY_S, photo)], None, [camera])
+    assert detector.full == 3 and len(later.faces) == 3  # a full look at bounded intervals
+    (cut,) = worker.process([Frame(5, 0.8, photo, discontinuity=True)], None, [camera])
+    assert detector.full == 4 and len(cut.faces) == 3
+    worker.process([Frame(6, 0.9, photo)])  # a frame of no known source
+    assert detector.full == 5
