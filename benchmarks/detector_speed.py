@@ -6,7 +6,8 @@ Every path runs the same :class:`~stream.vision.detect.MtcnnDetector` (same weig
 downscale to ``detect_width`` 640, ``min_face_px`` 40) on one batch of 4 frames of 1280x720 made
 from the face-api sample photos, after a warm-up, with 2 CPU threads: facenet's own code, our
 driver on float frames (facenet's arithmetic), on 8-bit frames (what decoders give: the fast
-path), and on 8-bit frames with the networks of the onnx backend. Prints ms per frame.
+path), on 8-bit frames with the networks of the onnx backend, and that looking only near the
+faces it found (what frames between full detections get). Prints ms per frame.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames = load_frames(args.photos).to(device)
     detector = MtcnnDetector(device, detect_width=640, min_face_px=40)
     onnx = MtcnnDetector(device, detect_width=640, min_face_px=40)
-    onnx.nets = backends.mtcnn_nets(device, onnx.nets)
+    onnx.nets = backends.mtcnn_nets(device)
     print(f"{BATCH} frames of {FRAME_SIZE[0]}x{FRAME_SIZE[1]} on {device}, "
           f"{torch.get_num_threads()} threads, best of {args.repeats}")
     times = {}
@@ -85,6 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("onnx, 8-bit", onnx.detect, eight_bit)):
         times[name], found = time_per_frame(detect, images, args.repeats, device)
         print(f"{name:20s} {times[name]:8.1f} ms/frame  faces {[len(f) for f in found]}")
+    # What most frames of a video get: a look near the faces of the frame before.
+    known = found
+    times["onnx, near faces"], found = time_per_frame(
+        lambda images: onnx.detect_near(images, known), eight_bit, args.repeats, device)
+    print(f"{'onnx, near faces':20s} {times['onnx, near faces']:8.1f} ms/frame  faces "
+          f"{[len(f) for f in found]}")
     for name, taken in times.items():
         print(f"{name:20s} {times['facenet detect_face'] / taken:8.2f}x facenet's speed")
     return 0

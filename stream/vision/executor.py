@@ -187,7 +187,7 @@ class VisionWorker:
             mtcnn = MtcnnDetector(self.device, detect_width=detect_width,
                                   min_face_px=min_face_px)
             if self.backend == "onnx":
-                mtcnn.nets = backends.mtcnn_nets(self.device, mtcnn.nets)
+                mtcnn.nets = backends.mtcnn_nets(self.device)
             detector = mtcnn
         self.detector: FaceDetector = detector
         if self.backend == "onnx":
