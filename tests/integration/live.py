@@ -18,7 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 Event = dict[str, Any]
+# Of the service's own CPU time: on a loaded machine its start-up is longer in wall time only.
 READY_TIMEOUT_S = 90.0
+STALLED_S = 30.0  # a start-up that used no CPU for this long (wall) waits on something: fail
 
 
 class Service:
@@ -33,7 +35,7 @@ class Service:
             env={**os.environ, **(env or {})})
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_for_log("listening on", READY_TIMEOUT_S)
+        self.wait_for_log("listening on", READY_TIMEOUT_S, cpu=True)
 
     @property
     def base(self) -> str:
@@ -44,17 +46,33 @@ class Service:
         for line in self.process.stdout:
             self.log.append(line.rstrip("\n"))
 
-    def wait_for_log(self, text: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+    def cpu_s(self) -> float:
+        """The CPU seconds the service has used (0 once it is gone)."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        except OSError:
+            return 0.0
+        fields = stat.rsplit(")", 1)[1].split()  # from the state on: utime, stime at 11, 12
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_for_log(self, text: str, timeout_s: float, *, cpu: bool = False) -> str:
+        """The first log line holding ``text``, waiting up to ``timeout_s`` seconds: of the
+        service's CPU time with ``cpu`` (while it uses some: :data:`STALLED_S`), else of the
+        wall clock."""
+        spent = self.cpu_s if cpu else time.monotonic
+        deadline = spent() + timeout_s
+        busy, busy_at = spent(), time.monotonic()
+        while spent() < deadline and time.monotonic() - busy_at < STALLED_S:
             found = [line for line in self.log if text in line]
             if found:
                 return found[0]
             if self.process.poll() is not None and not self._reader.is_alive():
                 break
+            if spent() > busy:
+                busy, busy_at = spent(), time.monotonic()
             time.sleep(0.05)
-        raise AssertionError(f"no log line with {text!r} within {timeout_s} s; log:\n"
-                             + "\n".join(self.log))
+        raise AssertionError(f"no log line with {text!r} within {timeout_s} s"
+                             f"{' of its CPU time' if cpu else ''}; log:\n" + "\n".join(self.log))
 
     def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
         request = urllib.request.Request(self.base + path)
