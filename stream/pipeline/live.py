@@ -33,7 +33,7 @@ from stream.pipeline.record import AppearanceRecorder
 from stream.service.metrics import Metrics
 from stream.sources import Camera
 from stream.storage.postgres import PostgresStore
-from stream.types import Event, Frame, ImageArray, PersonLeft
+from stream.types import Event, Frame, IdentityDeleted, ImageArray, PersonLeft
 from stream.vision.executor import VisionWorker
 
 log = logging.getLogger(__name__)
@@ -214,12 +214,15 @@ class Engine:
         their reads held up. Reading the gallery may fail (it is being replaced, say): the
         next look reads all of it again."""
         self._refreshed_at = time.monotonic()
+        gone: list[int] = []  # removed through another node (deleted, forgotten, merged away)
         try:
             if self._reload:
                 self.gallery.reload()
                 self._reload, changed = False, True
             else:
-                changed = bool(self.gallery.refresh())
+                changes = self.gallery.refresh()
+                changed = bool(changes)
+                gone = sorted(identity for identity in changes if identity not in self.gallery)
             if time.monotonic() - self._erasures_at >= ERASURES_EVERY_S:
                 self._erasures_at = time.monotonic()
                 self.gallery.store.complete_erasures(wait_ms=0)
@@ -232,6 +235,9 @@ class Engine:
             return
         if changed:
             self._reconcile()
+        for identity in gone:  # after their appearances ended: this node's sinks let go too
+            self._emit(IdentityDeleted(person=Gallery.label(identity), forgotten=False,
+                                       time=time.time()))
 
     def _merge_duplicates(self) -> None:
         """On a shared gallery: merge the pairs of IDs that nodes which could not see each
