@@ -41,14 +41,16 @@ class Duplicate:
 
 
 def older_identity(gallery: Gallery, young: int, faces: FloatArray, *, bar: float,
-                   margin: float, neighbours: int, apart: frozenset[int],
+                   margin: float, neighbours: int, threshold: float, apart: frozenset[int],
                    named: Callable[[int], bool]) -> Duplicate | None:
     """The older identity (lower number) that ``young`` is, by the good ``faces`` of its tracks
     (see the module), or ``None``. ``apart``: the identities seen on screen with it;
-    ``named``: whether a user named one."""
+    ``named``: whether a user named one. An identity a user said faces like these are not
+    (within ``threshold``, as the matcher asks) is never it."""
     query = template(faces)
     found = gallery.search(query[None], neighbours)
-    older = {int(identity) for identity in found.identities[0] if 0 < identity < young}
+    older = {int(identity) for identity in found.identities[0] if 0 < identity < young
+             and not gallery.rejected(int(identity), query, threshold)}
     linkages = sorted((float(np.mean(np.linalg.norm(gallery.vectors(identity) - query,
                                                      axis=1))), identity)
                       for identity in older)

@@ -321,6 +321,7 @@ class Identifier:
                     self.gallery, identity, np.concatenate(faces),
                     bar=self.settings.threshold - self.settings.close_band,
                     margin=self.settings.margin, neighbours=self.settings.neighbours,
+                    threshold=self.settings.threshold,
                     apart=self.gallery.store.cannot_link(identity) | together,
                     named=lambda one: self.gallery.store.identity(one).name is not None)
                 if found is None:

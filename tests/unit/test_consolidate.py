@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.config import EventSettings
-from stream.identity.consolidate import older_identity
+from stream.identity.consolidate import Duplicate, older_identity
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings
 from stream.identity.track import Observation
@@ -49,12 +49,19 @@ def faces_at(distance: float, count: int = 24) -> np.ndarray:
     return np.stack([toward(distance) for _ in range(count)])
 
 
+def look_again(gallery: Gallery, young: int, faces: np.ndarray,
+               apart: frozenset[int] = frozenset(), named: bool = False) -> Duplicate | None:
+    """The second look at ``young`` with the matcher's settings."""
+    return older_identity(gallery, young, faces, bar=BAR, margin=SETTINGS.margin,
+                          neighbours=16, threshold=SETTINGS.threshold, apart=apart,
+                          named=lambda identity: named)
+
+
 def test_a_young_identity_close_to_an_older_one_on_average_is_it() -> None:
     gallery = in_memory()
     old = gallery.create(np.stack([toward(0.0)]))
     young = gallery.create(np.stack([toward(0.30)]))
-    found = older_identity(gallery, young, faces_at(0.26), bar=BAR, margin=SETTINGS.margin,
-                           neighbours=16, apart=frozenset(), named=lambda identity: False)
+    found = look_again(gallery, young, faces_at(0.26))
     assert found is not None and (found.keep, found.gone) == (old, young)
     assert abs(found.linkage - 0.26) < 0.01
 
@@ -63,17 +70,12 @@ def test_a_young_identity_is_not_joined_far_with_others_seen_together_or_both_na
     gallery = in_memory()
     old = gallery.create(np.stack([toward(0.0)]))
     young = gallery.create(np.stack([toward(0.30)]))
-
-    def look(faces: np.ndarray, apart: frozenset[int] = frozenset(), named: bool = False
-             ) -> object:
-        return older_identity(gallery, young, faces, bar=BAR, margin=SETTINGS.margin,
-                              neighbours=16, apart=apart, named=lambda identity: named)
-
-    assert look(faces_at(0.30)) is None  # over the bar: a close call stays a split
-    assert look(faces_at(0.26), apart=frozenset({old})) is None  # on screen together
-    assert look(faces_at(0.26), named=True) is None  # two people a user named
-    assert older_identity(gallery, old, faces_at(0.26), bar=BAR, margin=SETTINGS.margin,
-                          neighbours=16, apart=frozenset(), named=lambda i: False) is None
+    assert look_again(gallery, young, faces_at(0.30)) is None  # over the bar: stays a split
+    assert look_again(gallery, young, faces_at(0.26), apart=frozenset({old})) is None
+    assert look_again(gallery, young, faces_at(0.26), named=True) is None  # both named
+    assert look_again(gallery, old, faces_at(0.26)) is None  # only an older one is joined
+    gallery.reject(old, faces_at(0.26, 3).mean(axis=0))
+    assert look_again(gallery, young, faces_at(0.26)) is None  # "not this person" holds
 
 
 def test_a_young_identity_between_two_older_ones_is_neither() -> None:
@@ -81,8 +83,7 @@ def test_a_young_identity_between_two_older_ones_is_neither() -> None:
     gallery.create(np.stack([toward(0.0)]))
     gallery.create(np.stack([toward(0.52)]))  # a look-alike along the same line
     young = gallery.create(np.stack([toward(0.26)]))
-    found = older_identity(gallery, young, faces_at(0.26), bar=BAR, margin=SETTINGS.margin,
-                           neighbours=16, apart=frozenset(), named=lambda identity: False)
+    found = look_again(gallery, young, faces_at(0.26))
     assert found is None
 
 
@@ -95,9 +96,7 @@ def test_a_second_look_never_joins_identities_seen_together(
     for distance in olds:
         gallery.create(np.stack([toward(distance)]))
     young = gallery.create(np.stack([toward(young_at)]))
-    found = older_identity(gallery, young, faces_at(young_at), bar=BAR,
-                           margin=SETTINGS.margin, neighbours=16, apart=frozenset(together),
-                           named=lambda identity: False)
+    found = look_again(gallery, young, faces_at(young_at), apart=frozenset(together))
     assert found is None or (found.keep not in together and found.keep < young
                              and found.linkage < BAR)
 
