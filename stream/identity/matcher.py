@@ -23,7 +23,7 @@ from enum import Enum
 import numpy as np
 import numpy.typing as npt
 
-from stream.errors import StorageError
+from stream.errors import GalleryError, StorageError
 from stream.identity.consolidate import older_identity
 from stream.identity.gallery import Gallery
 from stream.identity.track import Observation, Track, Tracker, template
@@ -327,7 +327,7 @@ class Identifier:
                 if found is None:
                     continue
                 self.gallery.merge(found.keep, found.gone)
-            except StorageError as error:  # looked at again with its next face
+            except GalleryError as error:  # unstored, or changed by another: its next face
                 log.warning("cannot look at %s again now (%s)", Gallery.label(identity), error)
                 continue
             log.info("%s is %s (second look: %d good faces, linkage %.3f)",
