@@ -148,6 +148,26 @@ class Appearances:
             thumbnail=sighting.crop if better else None,
             latency_ms=_latency_ms(sighting, now))]
 
+    def recall(self, sighting: Sighting, now: float, *, step: float = 0.0) -> list[Event]:
+        """Take a sighting of the past: a track that ended before it was identified (a late
+        recall; ``frame_time`` and ``box`` are its first face). The person's open appearance
+        that began less than ``left_after_s`` (and ``step``, see :meth:`expire`) after the
+        track's last face takes it in, from its first face on, and says nothing now; otherwise
+        it is an appearance of its own, over already: ``person.appeared`` (late) and
+        ``person.left``."""
+        current = self._open.get(sighting.person)
+        gap = self.settings.left_after_s + step
+        if current is None or current.start_t - sighting.last_frame_time > gap:
+            past = Appearances(self.camera, self.settings)
+            return past.see(sighting, now) + past.close(now)
+        current.start_t = min(current.start_t, sighting.since_frame_time, sighting.frame_time)
+        current.start = min(current.start, sighting.since, sighting.captured_at)
+        current.last_t = max(current.last_t, sighting.last_frame_time)
+        current.last_seen = max(current.last_seen, sighting.last_captured_at)
+        if sighting.quality > current.best_quality:
+            current.best_quality, current.best_crop = sighting.quality, sighting.crop
+        return []
+
     def open(self) -> list[OpenAppearance]:
         """Every open appearance, for saving how far they have got."""
         return [OpenAppearance(person, appearance.start, appearance.last_seen)

@@ -12,8 +12,9 @@ frame, the live engine the newest frame of its camera.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -23,6 +24,7 @@ from stream.config import EngineSettings, EventSettings
 from stream.errors import NotFoundError, StorageError
 from stream.identity.gallery import Gallery
 from stream.identity.matcher import Identifier, MatchSettings
+from stream.identity.refine import recalled
 from stream.identity.track import Observation, Track
 from stream.imaging import face_crop, jpeg_bytes
 from stream.pipeline.appearances import Appearances, Sighting
@@ -108,11 +110,18 @@ class Lane:
     ``name_of`` gives an identity's name (``None`` when unnamed); the lane keeps each answer
     until :meth:`forget_names`. ``threshold``, the match threshold, scales the events'
     ``confidence`` (``None`` without it).
+
+    A track that ended undecided is kept for ``recall_within_s`` after its last face: when a
+    track is decided meanwhile (someone is created, say, whose early faces were too small to
+    create them), the second look's recall rule (:func:`stream.identity.refine.recalled`) is
+    applied to the kept tracks, and one it finds to be someone is labelled with them and
+    reported as seen, late.
     """
 
     def __init__(self, name: str, assigner: IdentityAssigner, events: EventSettings, *,
                  min_face_score: float = 0.0, threshold: float | None = None,
-                 name_of: Callable[[int], str | None] = lambda identity: None) -> None:
+                 name_of: Callable[[int], str | None] = lambda identity: None,
+                 recall_within_s: float = 30.0) -> None:
         self.name = name
         self.assigner = assigner
         self.min_face_score = min_face_score
@@ -128,6 +137,12 @@ class Lane:
         # The best faces of tracks that ended undecided, kept when a second look may identify
         # them (file mode: :meth:`appearances_of`); ``None``: not kept.
         self.undecided_faces: dict[int, tuple[float, ImageArray]] | None = None
+        self.recall_within_s = recall_within_s
+        self._existing_up_to = assigner.highest  # identities from before the lane began
+        # Tracks that ended undecided lately, with their best faces (late recall), and every
+        # track seen since the first of them began (who was on screen with them).
+        self._ended: dict[int, tuple[Track, tuple[float, ImageArray]]] = {}
+        self._recent: dict[int, Track] = {}
 
     def skippable(self, frame: Frame, faces: Faces) -> npt.NDArray[np.bool_]:
         """Faces of ``frame`` that need no embedding (for the models' worker)."""
@@ -173,9 +188,14 @@ class Lane:
         for track in dict.fromkeys(seen):
             events += self._see(track, highest, now)
         live = {track.number for track in tracks + self.assigner.active_tracks()}
-        self._keep_undecided([track for track in before if track.number not in live])
+        ended = [track for track in before if track.number not in live]
+        self._keep_undecided(ended)
+        split = self.assigner.split_tracks()
+        self._recent.update((track.number, track) for track in tracks + split)
+        if self._keep_ended(frame.t, ended) or decided:
+            events += self._recall(highest, now)
         self._best = {number: best for number, best in self._best.items() if number in live}
-        return LaneStep(tracks, self.assigner.split_tracks(), events)
+        return LaneStep(tracks, split, events)
 
     def tick(self, t: float, now: float) -> list[Event]:
         """End the appearances not seen for ``left_after_s`` before frame time ``t``."""
@@ -187,10 +207,16 @@ class Lane:
         """End of input (the file ended, the camera stopped, the service stops): decide the
         waiting tracks and close every appearance."""
         before = list(self.assigner.active_tracks())
+        highest = self.assigner.highest
         events = self._decide_all(now)
-        events += self.appearances.close(now)
         self._keep_undecided(before)
+        if self.last_t is not None:
+            self._keep_ended(self.last_t, before)
+        events += self._recall(highest, now)
+        events += self.appearances.close(now)
         self._best.clear()
+        self._ended.clear()
+        self._recent.clear()
         return events
 
     def appearances_of(self, tracks: list[Track], now: float) -> list[PersonLeft]:
@@ -212,6 +238,40 @@ class Lane:
             self.undecided_faces.update((track.number, self._best[track.number])
                                         for track in ended
                                         if track.identity is None and track.number in self._best)
+
+    def _keep_ended(self, t: float, ended: list[Track]) -> bool:
+        """Keep the ``ended`` tracks that are undecided (with their best faces) for a late
+        recall, and forget those that ended more than ``recall_within_s`` before ``t``, and
+        the tracks seen before any kept or active one began; whether any was kept now."""
+        kept = [track for track in ended if track.identity is None and track.number in self._best]
+        self._ended.update((track.number, (track, self._best[track.number])) for track in kept)
+        self._ended = {number: ended_track for number, ended_track in self._ended.items()
+                       if t - ended_track[0].last.t <= self.recall_within_s}
+        may_end = [track for track, _ in self._ended.values()] + self.assigner.active_tracks()
+        since = min((track.observations[0].t for track in may_end), default=t)
+        self._recent = {number: track for number, track in self._recent.items()
+                        if track.last.t >= since}
+        return bool(kept)
+
+    def _recall(self, highest: int, now: float) -> list[Event]:
+        """Label the kept tracks that the second look's recall rule finds to be someone now,
+        never someone on screen with them; their appearances, told late."""
+        if not self._ended or not isinstance(self.assigner, Identifier):
+            return []
+        known = [track for track in self._recent.values() if track.identity is not None]
+        waiting = [track for track, _ in self._ended.values()]
+        found = recalled(self.assigner.gallery, known + waiting, self.assigner.settings,
+                         existing=lambda identity: identity <= self._existing_up_to)
+        events: list[Event] = []
+        for item in found:
+            track = item.track
+            track.identity, track.distance = item.identity, item.distance
+            log.info("late recall: track %d (%d faces from %.1f s) is %s (at %.3f)",
+                     track.number, len(track.observations), track.observations[0].t,
+                     Gallery.label(item.identity), item.distance)
+            self._best[track.number] = self._ended.pop(track.number)[1]
+            events += self._see(track, highest, now, late=True)
+        return events
 
     def end(self, person: str, now: float) -> list[Event]:
         """Close ``person``'s appearance (merged away, forgotten, or not them)."""
@@ -251,18 +311,21 @@ class Lane:
         return events
 
     def _see(self, track: Track, highest: int, now: float,
-             appearances: Appearances | None = None) -> list[Event]:
+             appearances: Appearances | None = None, *, late: bool = False) -> list[Event]:
         """``highest``: the highest identity number before this frame; a higher one with no
         distance was created for this track (one with a distance was joined: made elsewhere).
-        ``appearances``: where the sighting goes (the lane's by default)."""
+        ``appearances``: where the sighting goes (the lane's by default). ``late``: the track
+        ended before it was identified (see :meth:`Appearances.recall`); the face of its
+        event is its first one the detector is sure of, when the person was first seen."""
         assert track.identity is not None
         span = track.person_span(self.min_face_score, self.threshold)
         if span is None or track.number not in self._best:
             return []
         first, until = span
         # The face of the events is one the detector is sure of.
-        last = next(obs for obs in reversed(track.observations)
-                    if obs.score >= self.min_face_score)
+        faces: Iterable[Observation] = (track.observations if late
+                                        else reversed(track.observations))
+        last = next(obs for obs in faces if obs.score >= self.min_face_score)
         quality, crop = self._best[track.number]
         box = (float(last.box[0]), float(last.box[1]), float(last.box[2]), float(last.box[3]))
         distance = None if track.distance is None else round(track.distance, 4)
@@ -270,7 +333,8 @@ class Lane:
         if distance is not None and self.threshold is not None:
             confidence = round(min(1.0, max(0.0, 1.0 - distance / self.threshold)), 3)
         told = self.appearances if appearances is None else appearances
-        events = told.see(Sighting(
+        see = partial(told.recall, step=self.step) if late else told.see
+        events = see(Sighting(
             person=Gallery.label(track.identity), name=self.person_name(track.identity),
             new=track.identity > highest and track.distance is None, frame_time=last.t,
             captured_at=last.t + self.wall_offset, since_frame_time=first.t,
