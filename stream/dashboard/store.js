@@ -104,7 +104,9 @@ function sighting(state, event, key) {
   let cameras, seen;
   if (event.type === "person.left") {
     const start = ms(event.start) ?? open[camera] ?? null, end = ms(event.end);
-    cameras = without(open, camera);
+    // A past appearance told late (late recall) ended before the open one began: that one stays.
+    const past = end !== null && camera in open && end < open[camera];
+    cameras = past ? open : without(open, camera);
     seen = end;
     entry.time = end;
     entry.start = start;

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,36 @@ def test_events_and_retained_person_states(mosquitto: Broker) -> None:
                                     "last_event": "person.left", "last_seen": wire(gone)["end"],
                                     "thumbnail": THUMBNAIL, "seq": gone.seq}
             assert publisher.reconnects == 0
+            await publisher.close()
+            await task
+
+    run(scenario())
+
+
+def test_a_past_appearance_told_late_leaves_the_current_one_present(mosquitto: Broker) -> None:
+    """Late recall tells an earlier appearance (appeared, then left) while the person's current
+    one is open: they stay present until the current one ends."""
+    async def scenario() -> None:
+        bus = EventBus()
+        publisher = new_sink(settings(mosquitto))
+        with Subscriber(mosquitto, "fs/#") as live:
+            task = start(publisher, bus)
+            bus.publish(replace(appeared("p1"), appearance="front-now"))
+            bus.publish(replace(appeared("p1"), appearance="front-earlier", new=False))
+            past = bus.publish(replace(left("p1"), appearance="front-earlier"))
+            state = await live.wait_for_async(on_topic("fs/g1/persons/p1", seq=past.seq))
+            assert state.json()["present"] is True
+            # Sent after the camera states the past appearance's end changed, if any.
+            marker = bus.publish(appeared("p2", camera="back"))
+            await live.wait_for_async(on_topic("fs/g1/persons/p2", seq=marker.seq))
+            with Subscriber(mosquitto, "fs/front/state") as late:
+                camera = await late.wait_for_async(on_topic("fs/front/state"))
+            assert camera.json()["persons"] == ["p1"]
+            now = bus.publish(replace(left("p1"), appearance="front-now"))
+            state = await live.wait_for_async(on_topic("fs/g1/persons/p1", seq=now.seq))
+            assert state.json()["present"] is False
+            await live.wait_for_async(
+                lambda m: m.topic == "fs/front/state" and m.json()["present"] == 0)
             await publisher.close()
             await task
 

@@ -21,6 +21,17 @@ const appeared = (person, camera, at, extra = {}) => stamped(
 const left = (person, camera, start, end, extra = {}) => stamped(
   { type: "person.left", person, camera, start, end, ...extra }, end);
 
+test("a past appearance told late does not end the one open on the camera", () => {
+  const T3 = "2026-12-01T10:00:03.000Z", T4 = "2026-12-01T10:00:04.000Z";
+  const state = run([appeared("p1", "cam1", T5), appeared("p1", "cam1", T0),
+                     left("p1", "cam1", T3, T4)]);
+  assert.deepEqual(state.present, { p1: { cam1: Date.parse(T5) } });
+  assert.deepEqual(state.feed.map((entry) => entry.type),
+                   ["person.appeared", "person.left", "person.appeared"]);  // by the time shown
+  const after = run([left("p1", "cam1", T5, T12)], state);
+  assert.deepEqual(after.present, { p1: {} });
+});
+
 test("a new page shows nobody, no camera, nothing missed and is connecting", () => {
   const state = initialState();
   assert.deepEqual(state.people, {});

@@ -64,7 +64,9 @@ SYNC_TIMEOUT_S = 5.0  # for the broker to send the retained person states, at th
 class _Camera:
     """Who is on a camera now, and who appeared on it last."""
 
-    present: set[str] = field(default_factory=set)
+    # person -> their appearances open here: a past appearance told late (late recall) ends
+    # while the person's current one goes on.
+    open: dict[str, set[str]] = field(default_factory=dict)
     last_person: str | None = None
     last_seen: str | None = None
 
@@ -322,8 +324,8 @@ class MqttSink:
         self._removed.add(person)
         self._to_clear.add(person)
         for name, camera in self._cameras.items():
-            if person in camera.present or camera.last_person == person:
-                camera.present.discard(person)
+            if person in camera.open or camera.last_person == person:
+                camera.open.pop(person, None)
                 if camera.last_person == person:
                     camera.last_person = camera.last_seen = None
                 self._dirty_cameras.add(name)
@@ -386,21 +388,24 @@ class MqttSink:
         self._rename(event.person, event.name)
         document = self._subscription.encoded(event).document
         camera = self._cameras.setdefault(event.camera, _Camera())
-        was_present = event.person in camera.present
+        was_present = event.person in camera.open
+        appearances = camera.open.setdefault(event.person, set())
         if isinstance(event, PersonLeft):
-            camera.present.discard(event.person)
+            appearances.discard(event.appearance)
+            if not appearances:
+                del camera.open[event.person]
         else:
-            camera.present.add(event.person)
+            appearances.add(event.appearance)
         if isinstance(event, PersonAppeared):
             camera.last_person, camera.last_seen = event.person, document["time"]
-        if isinstance(event, PersonAppeared) or was_present != (event.person in camera.present):
+        if isinstance(event, PersonAppeared) or was_present != (event.person in camera.open):
             self._dirty_cameras.add(event.camera)
         previous = self._persons.get(event.person, {})
         self._persons[event.person] = {
             "person": event.person,
             "node": self._node,
             "name": event.name,
-            "present": any(event.person in c.present for c in self._cameras.values()),
+            "present": any(event.person in c.open for c in self._cameras.values()),
             "camera": event.camera,
             "appearance": event.appearance,
             "last_event": event.kind,
@@ -425,8 +430,8 @@ class MqttSink:
     def _camera_state(self, name: str) -> dict[str, Any]:
         camera = self._cameras[name]
         last = camera.last_person
-        return {"camera": name, "present": len(camera.present),
-                "persons": sorted(camera.present), "last_person": last,
+        return {"camera": name, "present": len(camera.open),
+                "persons": sorted(camera.open), "last_person": last,
                 "last_name": self._names.get(last) if last else None,
                 "last_seen": camera.last_seen}
 
