@@ -22,10 +22,6 @@ from stream.vision.embed import Embedder
 from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedder
 
 SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
-# A source's frames skip the full-frame detector (the PNet pyramid, most of the models' time)
-# for up to this long after it ran, while each of its faces is found again near where it was
-# and nothing changed elsewhere in the picture; a face that came unnoticed is found this late.
-FULL_DETECTION_EVERY_S = 0.5
 # "Changed": a cell of 8x8 detection pixels whose mean grey level moved by more than this since
 # the full detection (compression noise stays well under it), away from the known faces.
 _CELL = 8
@@ -170,6 +166,11 @@ class VisionWorker:
     :class:`~stream.vision.detect.FaceDetector` (default: MTCNN at ``detect_width``, looking for
     faces of ``min_face_px``, frame pixels). ``backend`` runs the networks on torch or on ONNX
     Runtime (``auto``: the faster one measured on the device; see :mod:`stream.vision.backends`).
+    ``full_detection_every_s`` (``None``: off): a source's frames skip the full-frame detector
+    (the PNet pyramid, most of the models' time) for up to this long after it ran, while each of
+    its faces is found again near where it was and nothing changed elsewhere in the picture; a
+    face that came unnoticed is found this late. It costs accuracy on strongly compressed video
+    (the near search's boxes and landmarks differ a little from a full detection's).
     """
 
     def __init__(self, *, embedder: str = OFFLINE, device: torch.device | None = None,
@@ -177,7 +178,7 @@ class VisionWorker:
                  min_face_px: int = 40,
                  weights: Path | None = None, allow_download: bool = False,
                  detector: FaceDetector | None = None, backend: str = "auto",
-                 full_detection_every_s: float | None = FULL_DETECTION_EVERY_S) -> None:
+                 full_detection_every_s: float | None = None) -> None:
         self.device = device or pick_device()
         self.gate = gate or QualityGate()
         self.backend = backends.resolve(backend, self.device)
@@ -206,7 +207,8 @@ class VisionWorker:
                    device=pick_device(engine.device), detect_width=engine.detect_width,
                    gate=QualityGate.from_settings(engine), min_face_px=engine.min_face_px,
                    weights=engine.weights, allow_download=engine.allow_download,
-                   backend=engine.backend)
+                   backend=engine.backend,
+                   full_detection_every_s=engine.full_detection_every_s)
 
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
                 sharpness_baselines: Sequence[SharpnessBaseline] | None = None
@@ -218,7 +220,7 @@ class VisionWorker:
         frame, after detection); all faces of the batch are embedded in one pass.
         ``sharpness_baselines``: each frame's source's (one object per source), for the
         relative blur gate; they also name the sources, whose frames may then skip the
-        full-frame detector (see ``FULL_DETECTION_EVERY_S``).
+        full-frame detector (see ``full_detection_every_s``).
         """
         baselines = sharpness_baselines or [SharpnessBaseline() for _ in frames]
         with torch.inference_mode():
@@ -258,7 +260,7 @@ class VisionWorker:
     def _detect(self, frames: list[Frame], images: torch.Tensor, source_width: int | None,
                 baselines: Sequence[SharpnessBaseline]) -> list[Faces]:
         """The faces of each frame: near its source's latest faces where that is enough (see
-        ``FULL_DETECTION_EVERY_S``), else by the full-frame detector. A source's frames follow
+        ``full_detection_every_s``), else by the full-frame detector. A source's frames follow
         each other, so the k-th frame of every source goes in the k-th pass."""
         found: list[Faces | None] = [None] * len(frames)
         cells = grey_cells(images)

@@ -10,12 +10,13 @@ from PIL import Image
 from stream.types import Faces, Frame
 from stream.vision.detect import MtcnnDetector
 from stream.vision.executor import (
-    FULL_DETECTION_EVERY_S,
     SharpnessBaseline,
     VisionWorker,
     apply_gain,
     exposure_gains,
 )
+
+EVERY_S = 0.5  # full detections at most this far apart, when the worker may skip them
 
 
 def test_dark_frames_are_brightened_and_normal_ones_kept() -> None:
@@ -94,7 +95,8 @@ def test_frames_skip_the_full_detector_while_their_faces_stay_and_nothing_else_c
     hidden = photo.copy()
     hidden[:, 700:] = 128  # the third face is not there yet
     detector = CountingDetector(torch.device("cpu"), detect_width=640)
-    worker = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), detector=detector)
+    worker = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), detector=detector,
+                          full_detection_every_s=EVERY_S)
     camera = SharpnessBaseline()
 
     first, second = worker.process([Frame(0, 0.0, hidden), Frame(1, 0.1, hidden)], None,
@@ -104,7 +106,7 @@ def test_frames_skip_the_full_detector_while_their_faces_stay_and_nothing_else_c
     assert detector.full == 2 and len(third.faces) == 3
     (fourth,) = worker.process([Frame(3, 0.3, photo)], None, [camera])
     assert detector.full == 2 and len(fourth.faces) == 3
-    (later,) = worker.process([Frame(4, 0.21 + FULL_DETECTION_EVERY_S, photo)], None, [camera])
+    (later,) = worker.process([Frame(4, 0.21 + EVERY_S, photo)], None, [camera])
     assert detector.full == 3 and len(later.faces) == 3  # a full look at bounded intervals
     (cut,) = worker.process([Frame(5, 0.8, photo, discontinuity=True)], None, [camera])
     assert detector.full == 4 and len(cut.faces) == 3
