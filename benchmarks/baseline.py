@@ -78,9 +78,10 @@ class SeedDetector(MtcnnDetector):
 
 
 def baseline_worker() -> VisionWorker:
-    """The seed's models: MTCNN's default 20 px minimum face, no downscaling."""
+    """The seed's models: MTCNN's default 20 px minimum face, no downscaling, one thread
+    running the networks (torch's own threads splitting each operation)."""
     worker = VisionWorker(embedder="dlib-resnet", detect_width=None,
-                          gate=QualityGate(min_face_px=20))
+                          gate=QualityGate(min_face_px=20), threads=1)
     worker.detector = SeedDetector(worker.device, detect_width=None, min_face_px=20,
                                    thresholds=(0.6, 0.7, 0.7))  # facenet-pytorch's defaults
     return worker

@@ -201,6 +201,10 @@ class EngineSettings(_Strict):
         "a source's frames are searched only near the faces of the frame before (while nothing "
         "changed elsewhere): about a third less CPU, but it splits people on strongly "
         "compressed video; null: every frame gets a full detection")
+    cpu_threads: int | None = Field(
+        None, ge=1, le=256, description="on the CPU, a batch's frames are detected and its faces "
+        "embedded on this many threads side by side, each network on one core; null: the cores "
+        "this process may use (a GPU is fed by one thread)")
 
     @field_validator("embedder")
     @classmethod

@@ -75,12 +75,12 @@ def providers(device: torch.device) -> list[str]:
     return wanted
 
 
-def session(path: Path, device: torch.device) -> Any:
-    """An inference session of the ONNX file ``path`` on ``device``, with as many intra-op
-    threads as torch uses (the model thread is the only one running networks)."""
+def session(path: Path, device: torch.device, threads: int | None = None) -> Any:
+    """An inference session of the ONNX file ``path`` on ``device`` with ``threads`` intra-op
+    threads (default: as many as torch uses)."""
     ort = onnxruntime()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     # Threads that spin between runs take the cores from torch's threads and the decoder.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -98,8 +98,8 @@ class OnnxNet:
     """An exported network called like the torch module it came from: tensors in, a tuple of
     tensors out, on the input's device."""
 
-    def __init__(self, path: Path, device: torch.device) -> None:
-        self.session = session(path, device)
+    def __init__(self, path: Path, device: torch.device, threads: int | None = None) -> None:
+        self.session = session(path, device, threads)
         self.input = self.session.get_inputs()[0].name
         self.outputs = [output.name for output in self.session.get_outputs()]
 
@@ -109,12 +109,14 @@ class OnnxNet:
         return tuple(torch.from_numpy(result).to(x.device) for result in results)
 
 
-def mtcnn_nets(device: torch.device, *, allow_export: bool = True) -> tuple[Net, Net, Net]:
-    """P-, R- and O-Net on ONNX Runtime (exported first when the cache has none). On the 2-core
-    CPU, under load, ONNX Runtime ran ONet on 6 crops (the few around known faces) in a fifteenth
-    of torch's CPU time and on 64 in under half: its threads do not spin."""
+def mtcnn_nets(device: torch.device, *, allow_export: bool = True, threads: int | None = None
+               ) -> tuple[Net, Net, Net]:
+    """P-, R- and O-Net on ONNX Runtime (exported first when the cache has none), each run with
+    ``threads`` intra-op threads (default: torch's). On the 2-core CPU, under load, ONNX Runtime
+    ran ONet on 6 crops (the few around known faces) in a fifteenth of torch's CPU time and on 64
+    in under half: its threads do not spin."""
     model = _exported(models.onnx_model_name("mtcnn"), allow_export=allow_export)
-    pnet, rnet, onet = (OnnxNet(model.path(f"{stage}.onnx"), device)
+    pnet, rnet, onet = (OnnxNet(model.path(f"{stage}.onnx"), device, threads)
                         for stage in models.MTCNN_STAGES)
     return pnet, rnet, onet
 
@@ -124,13 +126,13 @@ class OnnxEmbedder:
     its exported network (with its input normalisation) for the vectors."""
 
     def __init__(self, embedder: Embedder, device: torch.device, *,
-                 allow_export: bool = True) -> None:
+                 allow_export: bool = True, threads: int | None = None) -> None:
         self.torch = embedder
         self.name, self.version, self.dim, self.threshold = (embedder.name, embedder.version,
                                                               embedder.dim, embedder.threshold)
         self.chip_size = embedder.chip_size
         model = _exported(models.onnx_model_name(embedder.name), allow_export=allow_export)
-        self.network = OnnxNet(model.path(model.files[0].name), device)
+        self.network = OnnxNet(model.path(model.files[0].name), device, threads)
 
     def chips(self, image: torch.Tensor, faces: Faces) -> torch.Tensor:
         """The torch embedder's aligned chips."""

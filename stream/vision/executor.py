@@ -3,11 +3,14 @@ for batches of frames, under ``torch.inference_mode()``."""
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +25,8 @@ from stream.vision.embed import Embedder
 from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedder
 
 SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 # "Changed": a cell of 8x8 detection pixels whose mean grey level moved by more than this since
 # the full detection (compression noise stays well under it), away from the known faces.
 _CELL = 8
@@ -158,6 +163,34 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def split(weights: Sequence[int], parts: int) -> list[range]:
+    """``weights``' indices cut into at most ``parts`` contiguous, non-empty runs of about equal
+    total weight (every item weighs at least 1)."""
+    heavy = [max(1, weight) for weight in weights]
+    share = sum(heavy) / max(1, min(parts, len(heavy)))
+    runs: list[range] = []
+    start, total = 0, 0
+    for i, weight in enumerate(heavy):
+        total += weight
+        if total >= share * (len(runs) + 1) and len(runs) < parts - 1:
+            runs.append(range(start, i + 1))
+            start = i + 1
+    if start < len(heavy):
+        runs.append(range(start, len(heavy)))
+    return runs
+
+
+def _one_thread() -> None:
+    """Each of the CPU worker's threads runs torch's operations on one core: they run frames
+    side by side instead of splitting small operations (which scale poorly on a few cores)."""
+    torch.set_num_threads(1)
+
+
 class VisionWorker:
     """Detects, embeds and grades the faces of batches of frames.
 
@@ -171,6 +204,9 @@ class VisionWorker:
     its faces is found again near where it was and nothing changed elsewhere in the picture; a
     face that came unnoticed is found this late. It costs accuracy on strongly compressed video
     (the near search's boxes and landmarks differ a little from a full detection's).
+    ``threads`` (CPU only; default: the cores this process may use): a batch's frames are
+    detected, and its faces embedded, on that many threads side by side, each network on one
+    core. On a GPU one thread feeds the device.
     """
 
     def __init__(self, *, embedder: str = OFFLINE, device: torch.device | None = None,
@@ -178,21 +214,27 @@ class VisionWorker:
                  min_face_px: int = 40,
                  weights: Path | None = None, allow_download: bool = False,
                  detector: FaceDetector | None = None, backend: str = "auto",
-                 full_detection_every_s: float | None = None) -> None:
+                 full_detection_every_s: float | None = None, threads: int | None = None
+                 ) -> None:
         self.device = device or pick_device()
         self.gate = gate or QualityGate()
         self.backend = backends.resolve(backend, self.device)
+        self.threads = 1 if self.device.type != "cpu" else max(1, threads or usable_cores())
+        self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="models",
+                                         initializer=_one_thread) if self.threads > 1 else None)
+        net_threads = 1 if self._pool is not None else None
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
         if detector is None:
             mtcnn = MtcnnDetector(self.device, detect_width=detect_width,
                                   min_face_px=min_face_px)
             if self.backend == "onnx":
-                mtcnn.nets = backends.mtcnn_nets(self.device)
+                mtcnn.nets = backends.mtcnn_nets(self.device, threads=net_threads)
             detector = mtcnn
         self.detector: FaceDetector = detector
         if self.backend == "onnx":
-            self.embedder = backends.OnnxEmbedder(self.embedder, self.device)
+            self.embedder = backends.OnnxEmbedder(self.embedder, self.device,
+                                                  threads=net_threads)
         self._laplacian = _LAPLACIAN.to(self.device)
         self.full_detection_every_s = full_detection_every_s
         # Each source's last detections, by the source's sharpness baseline (one per source).
@@ -208,7 +250,8 @@ class VisionWorker:
                    gate=QualityGate.from_settings(engine), min_face_px=engine.min_face_px,
                    weights=engine.weights, allow_download=engine.allow_download,
                    backend=engine.backend,
-                   full_detection_every_s=engine.full_detection_every_s)
+                   full_detection_every_s=engine.full_detection_every_s,
+                   threads=engine.cpu_threads)
 
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
                 sharpness_baselines: Sequence[SharpnessBaseline] | None = None
@@ -230,17 +273,17 @@ class VisionWorker:
             wanted = [~skip_embedding(frame, faces) if skip_embedding is not None
                       else np.ones(len(faces), np.bool_)
                       for frame, faces in zip(frames, found, strict=True)]
-            chips = [apply_gain(self.embedder.chips(self._full_image(frame), faces.select(mask)),
-                                float(gain))
-                     for frame, faces, mask, gain in zip(frames, found, wanted, gains, strict=True)
-                     if mask.any()]
+            jobs = [(frame, faces.select(mask), float(gain))
+                    for frame, faces, mask, gain in zip(frames, found, wanted, gains, strict=True)
+                    if mask.any()]
             dim = self.embedder.dim
             vectors = np.zeros((0, dim), np.float32)
             sharpness = brightness = np.zeros((0,), np.float32)
-            if chips:
-                batch = torch.cat(chips)
-                vectors = self.embedder.embed_chips(batch)
-                sharpness, brightness = self._grade(batch)
+            if jobs:
+                parts = self._parallel(self._embed, jobs, [len(faces) for _, faces, _ in jobs])
+                vectors = np.concatenate([part[0] for part in parts])
+                sharpness = np.concatenate([part[1] for part in parts])
+                brightness = np.concatenate([part[2] for part in parts])
         results = []
         start = 0
         for frame, faces, mask, baseline in zip(frames, found, wanted, baselines, strict=True):
@@ -268,7 +311,9 @@ class VisionWorker:
         passes: dict[int, list[int]] = {}
         counts: Counter[int] = Counter()
         for i, baseline in enumerate(baselines):
-            passes.setdefault(counts[id(baseline)], []).append(i)
+            # Without the near search every frame gets a full detection: one pass.
+            passes.setdefault(counts[id(baseline)] if self.full_detection_every_s else 0,
+                              []).append(i)
             counts[id(baseline)] += 1
         for wave in passes.values():
             near = [i for i in wave if self._may_skip(frames[i], cells[i], baselines[i], scale)]
@@ -281,11 +326,36 @@ class VisionWorker:
                         found[i] = self._seen[baselines[i]].latest = new
             full = [i for i in wave if found[i] is None]
             if full:
-                detected = self.detector.detect(images[full], source_width=source_width)
+                detected = self._parallel(
+                    lambda part: self.detector.detect(images[part], source_width=source_width),
+                    full, [1] * len(full))
                 for i, faces in zip(full, detected, strict=True):
                     found[i] = faces
                     self._seen[baselines[i]] = _Seen(frames[i].t, cells[i], faces, faces)
         return [faces if faces is not None else Faces.empty() for faces in found]
+
+    def _parallel(self, work: Callable[[list[Item]], list[Result]], items: list[Item],
+                  weights: Sequence[int]) -> list[Result]:
+        """``work`` on contiguous runs of ``items`` of about equal ``weights``, on the worker's
+        threads side by side (in this thread when it has one), its results in order."""
+        runs = split(weights, self.threads)
+        if self._pool is None or len(runs) <= 1:
+            return work(items)
+
+        def run(indices: range) -> list[Result]:
+            with torch.inference_mode():
+                return work([items[i] for i in indices])
+
+        return [result for part in self._pool.map(run, runs) for result in part]
+
+    def _embed(self, jobs: list[tuple[Frame, Faces, float]]
+               ) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
+        """Vectors, sharpness and brightness of the faces of ``jobs`` (frame, faces, the gain
+        its detection had), in order, as one part."""
+        chips = torch.cat([apply_gain(self.embedder.chips(self._full_image(frame), faces), gain)
+                           for frame, faces, gain in jobs])
+        sharpness, brightness = self._grade(chips)
+        return [(self.embedder.embed_chips(chips), sharpness, brightness)]
 
     def _may_skip(self, frame: Frame, cells: torch.Tensor, baseline: SharpnessBaseline,
                   scale: float) -> bool:

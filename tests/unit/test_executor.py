@@ -1,10 +1,12 @@
-"""Frame preparation, the quality gate's relative sharpness, the worker's detector seam, and
-frames spared the full-frame detector."""
+"""Frame preparation, the quality gate's relative sharpness, the worker's detector seam, frames
+spared the full-frame detector, and frames run side by side on the CPU's threads."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from stream.types import Faces, Frame
@@ -14,6 +16,7 @@ from stream.vision.executor import (
     VisionWorker,
     apply_gain,
     exposure_gains,
+    split,
 )
 
 EVERY_S = 0.5  # full detections at most this far apart, when the worker may skip them
@@ -112,3 +115,37 @@ def test_frames_skip_the_full_detector_while_their_faces_stay_and_nothing_else_c
     assert detector.full == 4 and len(cut.faces) == 3
     worker.process([Frame(6, 0.9, photo)])  # a frame of no known source
     assert detector.full == 5
+
+
+@given(st.lists(st.integers(0, 20), max_size=40), st.integers(1, 8))
+def test_work_is_split_into_contiguous_runs_of_about_equal_weight(weights: list[int],
+                                                                  parts: int) -> None:
+    runs = split(weights, parts)
+    assert [i for run in runs for i in run] == list(range(len(weights)))
+    assert all(len(run) > 0 for run in runs) and len(runs) <= parts
+    heavy = [max(1, weight) for weight in weights]
+    if len(runs) > 1:  # no run is lighter than it must be: each holds a fair share but one item
+        share = sum(heavy) / min(parts, len(heavy))
+        assert all(sum(heavy[i] for i in run) >= share - max(heavy) for run in runs[:-1])
+    if weights and parts > 1 and len(set(heavy)) == 1:
+        assert len(runs) == min(parts, len(weights))  # equal items: every thread gets some
+
+
+def test_frames_detected_and_embedded_side_by_side_give_what_one_thread_gives(
+        weights: None) -> None:
+    from stream.vision.models import fetch
+
+    samples = fetch("face-api-samples")
+    frames = [Frame(i, i / 10, np.array(Image.open(samples / f"sample{i + 1}.jpg")
+                                        .convert("RGB").resize((960, 640))))
+              for i in range(4)]
+    one = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), threads=1)
+    two = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), threads=2)
+    alone, side_by_side = one.process(frames), two.process(frames)
+    assert (one.threads, two.threads) == (1, 2)
+    assert sum(len(found.faces) for found in alone) >= 8
+    for a, b in zip(alone, side_by_side, strict=True):
+        assert a.frame is b.frame and len(a.faces) == len(b.faces)
+        assert np.allclose(a.faces.boxes, b.faces.boxes, atol=1e-2)
+        assert np.allclose(a.embeddings, b.embeddings, atol=1e-4)
+        assert np.allclose(a.sharpness, b.sharpness, rtol=1e-4)
