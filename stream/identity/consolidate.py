@@ -7,8 +7,8 @@ with the older identities as the file mode's second look (:mod:`stream.identity.
 compares whole identities: by average linkage, the mean distance from the template of all its
 good faces to each older identity's exemplars, under the same fixed bar (the threshold less
 ``close_band``). The older identity it joins must be the clear nearest (``margin`` before the
-next), never one it was on screen with (a cannot-link pair), and not both may be named by a
-user (two named people are one only by the user's ``merge``).
+next; one it was on screen with, a cannot-link pair, is neither a candidate nor a rival), and
+not both may be named by a user (two named people are one only by the user's ``merge``).
 
 The bar is checked on videos held out from those it was made for (``python -m
 benchmarks.calibrate_spread``: demo, speed, hard-roll, hard-blur, hard-bar, three-at-once,
@@ -49,7 +49,9 @@ def older_identity(gallery: Gallery, young: int, faces: FloatArray, *, bar: floa
     (within ``threshold``, as the matcher asks) is never it."""
     query = template(faces)
     found = gallery.search(query[None], neighbours)
+    # One seen on screen with it is not it, so it is no rival for the margin either.
     older = {int(identity) for identity in found.identities[0] if 0 < identity < young
+             and int(identity) not in apart
              and not gallery.rejected(int(identity), query, threshold)}
     linkages = sorted((float(np.mean(np.linalg.norm(gallery.vectors(identity) - query,
                                                      axis=1))), identity)
@@ -58,8 +60,7 @@ def older_identity(gallery: Gallery, young: int, faces: FloatArray, *, bar: floa
         return None
     linkage, keep = linkages[0]
     second = linkages[1][0] if len(linkages) > 1 else float("inf")
-    if (linkage >= bar or second - linkage < margin or keep in apart
-            or (named(keep) and named(young))):
+    if linkage >= bar or second - linkage < margin or (named(keep) and named(young)):
         return None
     return Duplicate(keep, young, linkage)
 

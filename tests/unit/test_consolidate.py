@@ -87,6 +87,17 @@ def test_a_young_identity_between_two_older_ones_is_neither() -> None:
     assert found is None
 
 
+def test_an_identity_on_screen_with_the_young_one_is_no_rival_for_the_margin() -> None:
+    """She comes back while the other woman is on screen: the young ID is as near both older
+    ones on average, but the one on screen with it cannot be it, so it is joined to hers."""
+    gallery = in_memory()
+    old = gallery.create(np.stack([toward(0.0)]))
+    other = gallery.create(np.stack([toward(0.52)]))
+    young = gallery.create(np.stack([toward(0.26)]))
+    found = look_again(gallery, young, faces_at(0.26), apart=frozenset({other}))
+    assert found is not None and (found.keep, found.gone) == (old, young)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.floats(0.0, 0.4), min_size=1, max_size=4), st.floats(0.0, 0.4),
        st.sets(st.integers(1, 4)))

@@ -120,6 +120,26 @@ def test_decide_waits_in_the_uncertain_band_then_settles() -> None:
     assert final.verdict is Verdict.NEW  # out of patience, 0.525 is over the threshold
 
 
+def test_a_track_that_ended_close_to_someone_on_too_few_faces_stays_undecided() -> None:
+    """Three good faces 0.48 from person 1 (under the threshold 0.5, but that close a match
+    needs more faces): when the track ends it is neither person 1 nor someone new, whose
+    identity that near person 1 would split their later faces between the two."""
+    gallery = in_memory()
+    gallery.create(np.stack([CENTRES[0]]))
+    other = RNG.normal(size=DIM)
+    direction = unit(other - CENTRES[0] * (other @ CENTRES[0]))
+    angle = 2 * np.arcsin(0.48 / 2)
+    face = unit(CENTRES[0] * np.cos(angle) + direction * np.sin(angle))
+    short = Track(1, [obs(i, (0, 0, 50, 50), face) for i in range(3)])
+    assert evidence_needed(0.48, SETTINGS.threshold, SETTINGS)[0] > 3
+    ended = decide(gallery, short, SETTINGS, final=True, exclude=set())
+    assert ended.verdict is Verdict.WAIT and "needs" in ended.reason
+    # Out of patience it is decided: over the threshold for that many faces (0.471), new.
+    patient = Track(1, [obs(i, (0, 0, 50, 50), face) for i in range(SETTINGS.patience)])
+    assert threshold_for(SETTINGS.patience, SETTINGS) < 0.48
+    assert decide(gallery, patient, SETTINGS, final=True, exclude=set()).verdict is Verdict.NEW
+
+
 def test_tracker_links_by_overlap_and_embedding() -> None:
     tracker = Tracker(link_distance=0.6, strict_distance=0.5, max_gap_s=0.5)
     first, _ = tracker.update(0.0, [obs(0, (0, 0, 50, 50), near(0)),
