@@ -27,30 +27,27 @@ from benchmarks.synthetic import build
 BACKENDS = ("torch", "onnx")
 
 
-# The near-face search (engine.full_detection_every_s), measured beside the default.
-NEAR_EVERY_S = 0.5
-
-
-def product(backend: str, video: Path, out: Path, *,
-            full_detection_every_s: float | None = None) -> object:
+def product(backend: str, video: Path, out: Path, *, every_frame_fully: bool = False) -> object:
     """``analyze`` with default settings, the networks on ``backend`` (the models load inside
-    the timing, as they do for a user), or with ``full_detection_every_s``."""
+    the timing, as they do for a user); ``every_frame_fully``: with a full detection on every
+    frame (``engine.full_detection_every_s: null``, no near-face search)."""
+    from stream.config import AnalyzeConfig
     from stream.pipeline.file import analyze_video
-    from stream.vision.embed import default_embedder_name
     from stream.vision.executor import VisionWorker
 
-    worker = VisionWorker(embedder=default_embedder_name(), backend=backend,
-                          full_detection_every_s=full_detection_every_s)
-    return analyze_video(video, out, worker=worker)
+    engine = AnalyzeConfig().engine.model_copy(update={"backend": backend})
+    if every_frame_fully:
+        engine = engine.model_copy(update={"full_detection_every_s": None})
+    return analyze_video(video, out, worker=VisionWorker.from_settings(engine))
 
 
 def systems(backends: Sequence[str], skip_baseline: bool) -> list[tuple[str, Analyzer]]:
-    """The product on each backend (and on the last with the near-face search), then (unless
-    skipped) the seed baseline."""
+    """The product on each backend (and on the last with a full detection on every frame),
+    then (unless skipped) the seed baseline."""
     found: list[tuple[str, Analyzer]] = [(f"product {backend}", functools.partial(product, backend))
                                          for backend in backends]
-    found.append((f"product {backends[-1]}, full_detection_every_s {NEAR_EVERY_S}",
-                  functools.partial(product, backends[-1], full_detection_every_s=NEAR_EVERY_S)))
+    found.append((f"product {backends[-1]}, every frame fully detected",
+                  functools.partial(product, backends[-1], every_frame_fully=True)))
     if not skip_baseline:
         from benchmarks.baseline import analyze_baseline
 

@@ -197,14 +197,14 @@ class EngineSettings(_Strict):
         "auto", description="where the networks run: torch, or onnx (ONNX Runtime on their "
         "exported files); auto: the faster one measured on the device")
     full_detection_every_s: float | None = Field(
-        None, gt=0, le=10, description="between full-frame detections at most this far apart, "
-        "a source's frames are searched only near the faces of the frame before (while nothing "
-        "changed elsewhere): about a third less CPU, but it splits people on strongly "
-        "compressed video; null: every frame gets a full detection")
+        0.5, gt=0, le=10, description="between full-frame detections at most this far apart, "
+        "a source's frames are searched only near the faces of its frame before when that was "
+        "at most 0.15 s earlier (analyze's 10 fps; not a camera's 5) and nothing changed "
+        "elsewhere: a third to half less CPU; null: every frame gets a full detection")
     cpu_threads: int | None = Field(
         None, ge=1, le=256, description="on the CPU, a batch's frames are detected and its faces "
-        "embedded on this many threads side by side, each network on one core; null: the cores "
-        "this process may use (a GPU is fed by one thread)")
+        "embedded on this many threads side by side, each ONNX network on one core; null: the "
+        "cores this process may use (a GPU is fed by one thread)")
 
     @field_validator("embedder")
     @classmethod

@@ -31,6 +31,12 @@ Result = TypeVar("Result")
 # the full detection (compression noise stays well under it), away from the known faces.
 _CELL = 8
 _CHANGED_LEVELS = 12.0
+# The near search follows faces from one frame to the next only while those are this close in
+# time. At 10 analysed frames a second (analyze's default) it found the people full detections
+# find on every benchmark video; at 5 (a camera's default: faces move twice as far between
+# frames) it split people on compressed video and lost one look-alike, so such frames all get
+# full detections.
+NEAR_WITHIN_S = 0.15
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 
 
@@ -73,12 +79,13 @@ class SharpnessBaseline:
 @dataclass
 class _Seen:
     """A source's latest full-frame detection (its time, grey cells and faces) and its latest
-    faces since."""
+    faces since, with their frame's time."""
 
     t: float
     cells: torch.Tensor  # (h / _CELL, w / _CELL) mean grey of the detector's image
     at_full: Faces
     latest: Faces
+    latest_t: float
 
 
 def grey_cells(images: torch.Tensor) -> torch.Tensor:
@@ -185,12 +192,6 @@ def split(weights: Sequence[int], parts: int) -> list[range]:
     return runs
 
 
-def _one_thread() -> None:
-    """Each of the CPU worker's threads runs torch's operations on one core: they run frames
-    side by side instead of splitting small operations (which scale poorly on a few cores)."""
-    torch.set_num_threads(1)
-
-
 class VisionWorker:
     """Detects, embeds and grades the faces of batches of frames.
 
@@ -201,12 +202,12 @@ class VisionWorker:
     Runtime (``auto``: the faster one measured on the device; see :mod:`stream.vision.backends`).
     ``full_detection_every_s`` (``None``: off): a source's frames skip the full-frame detector
     (the PNet pyramid, most of the models' time) for up to this long after it ran, while each of
-    its faces is found again near where it was and nothing changed elsewhere in the picture; a
-    face that came unnoticed is found this late. It costs accuracy on strongly compressed video
-    (the near search's boxes and landmarks differ a little from a full detection's).
+    its faces is found again near where it was on the source's frame before (at most
+    :data:`NEAR_WITHIN_S` earlier) and nothing changed elsewhere in the picture; a face that
+    came unnoticed is found this late.
     ``threads`` (CPU only; default: the cores this process may use): a batch's frames are
-    detected, and its faces embedded, on that many threads side by side, each network on one
-    core. On a GPU one thread feeds the device.
+    detected, and its faces embedded, on that many threads side by side (each ONNX network on
+    one core). On a GPU one thread feeds the device.
     """
 
     def __init__(self, *, embedder: str = OFFLINE, device: torch.device | None = None,
@@ -220,8 +221,10 @@ class VisionWorker:
         self.gate = gate or QualityGate()
         self.backend = backends.resolve(backend, self.device)
         self.threads = 1 if self.device.type != "cpu" else max(1, threads or usable_cores())
-        self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="models",
-                                         initializer=_one_thread) if self.threads > 1 else None)
+        self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="models")
+                      if self.threads > 1 else None)
+        # Frames side by side, each ONNX network on one core. Torch's own operations keep
+        # torch's threads: its thread count is the process's, and the seed baseline's too.
         net_threads = 1 if self._pool is not None else None
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
@@ -323,7 +326,9 @@ class VisionWorker:
                                                   source_width=source_width)
                 for i, old, new in zip(near, before, after, strict=True):
                     if found_again(old, new):
-                        found[i] = self._seen[baselines[i]].latest = new
+                        seen = self._seen[baselines[i]]
+                        found[i] = seen.latest = new
+                        seen.latest_t = frames[i].t
             full = [i for i in wave if found[i] is None]
             if full:
                 detected = self._parallel(
@@ -331,7 +336,8 @@ class VisionWorker:
                     full, [1] * len(full))
                 for i, faces in zip(full, detected, strict=True):
                     found[i] = faces
-                    self._seen[baselines[i]] = _Seen(frames[i].t, cells[i], faces, faces)
+                    self._seen[baselines[i]] = _Seen(frames[i].t, cells[i], faces, faces,
+                                                     frames[i].t)
         return [faces if faces is not None else Faces.empty() for faces in found]
 
     def _parallel(self, work: Callable[[list[Item]], list[Result]], items: list[Item],
@@ -363,7 +369,8 @@ class VisionWorker:
         seen = self._seen.get(baseline)
         every = self.full_detection_every_s
         if (seen is None or every is None or frame.discontinuity
-                or not 0.0 <= frame.t - seen.t < every or seen.cells.shape != cells.shape):
+                or not 0.0 <= frame.t - seen.t < every
+                or frame.t - seen.latest_t > NEAR_WITHIN_S or seen.cells.shape != cells.shape):
             return False
         known = np.concatenate((seen.at_full.boxes, seen.latest.boxes)) / scale
         return not changed_elsewhere(cells, seen.cells, known)

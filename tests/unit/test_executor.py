@@ -12,6 +12,7 @@ from PIL import Image
 from stream.types import Faces, Frame
 from stream.vision.detect import MtcnnDetector
 from stream.vision.executor import (
+    NEAR_WITHIN_S,
     SharpnessBaseline,
     VisionWorker,
     apply_gain,
@@ -109,12 +110,20 @@ def test_frames_skip_the_full_detector_while_their_faces_stay_and_nothing_else_c
     assert detector.full == 2 and len(third.faces) == 3
     (fourth,) = worker.process([Frame(3, 0.3, photo)], None, [camera])
     assert detector.full == 2 and len(fourth.faces) == 3
-    (later,) = worker.process([Frame(4, 0.21 + EVERY_S, photo)], None, [camera])
-    assert detector.full == 3 and len(later.faces) == 3  # a full look at bounded intervals
-    (cut,) = worker.process([Frame(5, 0.8, photo, discontinuity=True)], None, [camera])
-    assert detector.full == 4 and len(cut.faces) == 3
-    worker.process([Frame(6, 0.9, photo)])  # a frame of no known source
-    assert detector.full == 5
+    # The frame before is too long ago (faces may have moved far): a full look.
+    (after_gap,) = worker.process([Frame(4, 0.35 + NEAR_WITHIN_S, photo)], None, [camera])
+    assert detector.full == 3 and len(after_gap.faces) == 3
+    start = after_gap.frame.t
+    steps = [start + 0.1 * k for k in range(1, 6)]  # the last is EVERY_S after the full look
+    near = [worker.process([Frame(5 + k, t, photo)], None, [camera])[0]
+            for k, t in enumerate(steps)]
+    assert detector.full == 4 and [len(found.faces) for found in near] == [3] * 5
+    assert steps[-1] - start >= EVERY_S  # a full look at bounded intervals
+    (cut,) = worker.process([Frame(10, steps[-1] + 0.1, photo, discontinuity=True)], None,
+                            [camera])
+    assert detector.full == 5 and len(cut.faces) == 3
+    worker.process([Frame(11, 2.0, photo)])  # a frame of no known source
+    assert detector.full == 6
 
 
 @given(st.lists(st.integers(0, 20), max_size=40), st.integers(1, 8))
