@@ -203,8 +203,8 @@ class EngineSettings(_Strict):
         "elsewhere: a third to half less CPU; null: every frame gets a full detection")
     cpu_threads: int | None = Field(
         None, ge=1, le=256, description="on the CPU, a batch's frames are detected and its faces "
-        "embedded on this many threads side by side, each ONNX network on one core; null: the "
-        "cores this process may use (a GPU is fed by one thread)")
+        "embedded on this many threads side by side, and each ONNX network runs on as many; "
+        "null: the cores this process may use (a GPU is fed by one thread)")
 
     @field_validator("embedder")
     @classmethod

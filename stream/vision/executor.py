@@ -206,8 +206,8 @@ class VisionWorker:
     :data:`NEAR_WITHIN_S` earlier) and nothing changed elsewhere in the picture; a face that
     came unnoticed is found this late.
     ``threads`` (CPU only; default: the cores this process may use): a batch's frames are
-    detected, and its faces embedded, on that many threads side by side (each ONNX network on
-    one core). On a GPU one thread feeds the device.
+    detected, and its faces embedded, on that many threads side by side, and each ONNX network
+    runs on that many. On a GPU one thread feeds the device.
     """
 
     def __init__(self, *, embedder: str = OFFLINE, device: torch.device | None = None,
@@ -223,9 +223,10 @@ class VisionWorker:
         self.threads = 1 if self.device.type != "cpu" else max(1, threads or usable_cores())
         self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="models")
                       if self.threads > 1 else None)
-        # Frames side by side, each ONNX network on one core. Torch's own operations keep
-        # torch's threads: its thread count is the process's, and the seed baseline's too.
-        net_threads = 1 if self._pool is not None else None
+        # Each ONNX network may use as many: a batch of one source's frames is detected frame
+        # by frame, the near search following its faces. (Torch's operations keep the process's
+        # thread count: setting it here would set it for everything, the seed baseline too.)
+        net_threads = self.threads if self.device.type == "cpu" else None
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
         if detector is None:
