@@ -16,7 +16,7 @@ from stream.identity.track import Observation, Track
 from stream.pipeline.file import AnalyzeResult, analyze_video
 from stream.types import Faces, FloatArray
 from stream.vision.detect import MtcnnDetector
-from stream.vision.executor import QualityGate, VisionWorker, usable_cores
+from stream.vision.executor import QualityGate, VisionWorker
 
 # The single-face threshold calibrated on the sample photos (one woman at 0.28 from herself in
 # two photos, different people at 0.377 and more); the product's 0.325 is for track templates.
@@ -89,12 +89,7 @@ def baseline_worker() -> VisionWorker:
 
 def analyze_baseline(video: Path, out: Path, worker: VisionWorker | None = None
                      ) -> AnalyzeResult:
-    """Analyse ``video`` the seed's way, writing the same report format into ``out``.
-
-    Torch gets every core, as the seed ran it: in a process where the product ran first, the
-    product's gallery has set FAISS's OpenMP threads to one, and FAISS and torch share one
-    OpenMP runtime, so the seed would otherwise run on one core."""
-    torch.set_num_threads(usable_cores())
+    """Analyse ``video`` the seed's way, writing the same report format into ``out``."""
     worker = worker or baseline_worker()
     config = AnalyzeConfig(engine=EngineSettings(detect_width=None))
     return analyze_video(video, out, config, worker=worker,

@@ -8,7 +8,9 @@ change made through the gallery, and brought up to date with others' changes by
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,20 @@ if TYPE_CHECKING:
     from stream.storage.base import GalleryStore
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _one_openmp_thread() -> Iterator[None]:
+    """FAISS on one thread for a call: one query at a time gains nothing from threads, which
+    only fight the models' threads for the cores (measured: 5-100x slower searches with FAISS's
+    default). FAISS and torch share one OpenMP runtime, so the calling thread's count is put
+    back after: set for good, it ran torch on one core in that thread."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -51,9 +67,6 @@ class Gallery:
         self.embedder = store.embedder[0]
         self.max_exemplars = max_exemplars
         self.min_exemplar_distance = min_exemplar_distance
-        # One query at a time gains nothing from threads, which only fight the models' threads
-        # for the cores (measured: 5-100x slower searches with FAISS's default).
-        faiss.omp_set_num_threads(1)
         self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(self.dim))
         self._owner: dict[int, int] = {}  # exemplar id -> identity
         self._members: dict[int, list[int]] = {}  # identity -> its exemplar ids
@@ -268,7 +281,8 @@ class Gallery:
         if self._index.ntotal == 0 or len(queries) == 0:
             shape = (len(queries), k)
             return Neighbours(np.full(shape, np.inf, np.float32), np.full(shape, -1, np.int64))
-        squared, ids = self._index.search(np.ascontiguousarray(queries, np.float32), k)
+        with _one_openmp_thread():
+            squared, ids = self._index.search(np.ascontiguousarray(queries, np.float32), k)
         identities = np.asarray([[self._owner.get(int(i), -1) for i in row] for row in ids],
                                 np.int64).reshape(ids.shape)
         distances = np.where(ids >= 0, np.sqrt(np.maximum(squared, 0.0)), np.inf)
