@@ -187,10 +187,10 @@ def decide(gallery: Gallery, track: Track, settings: MatchSettings, *, final: bo
         # Wrongly merging two people corrupts an identity for good; a split is the lesser error.
         if under and (len(good) >= needed or best_distance < threshold - settings.close_band):
             return Decision(Verdict.KNOWN, best, best_distance, match)
-        # A track that ended within the threshold of someone, short of the faces that
-        # closeness asks for, stays undecided: a new identity that near a known one would
-        # split that person's later faces between the two.
-        if enough and not (final and under and len(good) < settings.patience):
+        # Under the threshold here means the track ended short of the faces that closeness
+        # asks for (out of patience it has them): it stays undecided, for a new identity that
+        # near a known one would split that person's later faces between the two.
+        if enough and not under:
             return Decision(Verdict.NEW, None, best_distance, f"nearest {name} at "
                             f"{best_distance:.3f}, not matched")
     recalled = recall(gallery, track, settings, exclude)
