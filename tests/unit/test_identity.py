@@ -44,6 +44,14 @@ def near(person: int, spread: float = 0.05) -> np.ndarray:
     return unit(CENTRES[person] + RNG.normal(size=DIM) * spread / np.sqrt(DIM))
 
 
+def away_from_person_0(distance: float) -> np.ndarray:
+    """A face exactly ``distance`` from person 0's centre, in a random direction."""
+    other = RNG.normal(size=DIM)
+    direction = unit(other - CENTRES[0] * (other @ CENTRES[0]))
+    angle = 2 * np.arcsin(distance / 2)
+    return unit(CENTRES[0] * np.cos(angle) + direction * np.sin(angle))
+
+
 def obs(frame: int, box: tuple[float, float, float, float], embedding: np.ndarray,
         good: bool = True) -> Observation:
     return Observation(frame, frame / 10, np.array(box, np.float32), 0.99, embedding, 1.0, good)
@@ -110,10 +118,7 @@ def test_decide_waits_in_the_uncertain_band_then_settles() -> None:
     gallery = in_memory()
     gallery.create(np.stack([CENTRES[0]]))
     # faces at distance 0.525 from person 1: between threshold 0.5 and 0.5 + band 0.06
-    other = RNG.normal(size=DIM)
-    direction = unit(other - CENTRES[0] * (other @ CENTRES[0]))
-    angle = 2 * np.arcsin(0.525 / 2)
-    face = unit(CENTRES[0] * np.cos(angle) + direction * np.sin(angle))
+    face = away_from_person_0(0.525)
     track = Track(1, [obs(i, (0, 0, 50, 50), face) for i in range(3)])
     assert decide(gallery, track, SETTINGS, final=False, exclude=set()).verdict is Verdict.WAIT
     final = decide(gallery, track, SETTINGS, final=True, exclude=set())
@@ -126,10 +131,7 @@ def test_a_track_that_ended_close_to_someone_on_too_few_faces_stays_undecided() 
     identity that near person 1 would split their later faces between the two."""
     gallery = in_memory()
     gallery.create(np.stack([CENTRES[0]]))
-    other = RNG.normal(size=DIM)
-    direction = unit(other - CENTRES[0] * (other @ CENTRES[0]))
-    angle = 2 * np.arcsin(0.48 / 2)
-    face = unit(CENTRES[0] * np.cos(angle) + direction * np.sin(angle))
+    face = away_from_person_0(0.48)
     short = Track(1, [obs(i, (0, 0, 50, 50), face) for i in range(3)])
     assert evidence_needed(0.48, SETTINGS.threshold, SETTINGS)[0] > 3
     ended = decide(gallery, short, SETTINGS, final=True, exclude=set())

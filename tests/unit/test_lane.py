@@ -14,18 +14,13 @@ from stream.storage import open_gallery
 from stream.types import Faces, Frame, PersonAppeared, PersonLeft
 from stream.vision.executor import FrameFaces
 from tests.fixtures.disk import fill
+from tests.fixtures.people import People
 
 DIM = 16
-RNG = np.random.default_rng(11)
-CENTRES = RNG.normal(size=(2, DIM))
-CENTRES /= np.linalg.norm(CENTRES, axis=1, keepdims=True)
+PEOPLE = People(seed=11, dim=DIM)
+CENTRES = PEOPLE.centres
 IMAGE = np.zeros((120, 320, 3), np.uint8)
-
-
-def face(person: int) -> np.ndarray:
-    vector = CENTRES[person] + RNG.normal(size=DIM) * 0.01
-    unit: np.ndarray = (vector / np.linalg.norm(vector)).astype(np.float32)
-    return unit
+face = PEOPLE.face
 
 
 def hand_of(person: int) -> np.ndarray:
