@@ -25,7 +25,8 @@ import numpy as np
 
 from benchmarks.accuracy import bench_dir
 from benchmarks.synthetic import build
-from stream.config import EngineSettings
+from stream.config import EngineSettings, EventSettings
+from stream.identity.gallery import MIN_EXEMPLAR_GAP
 from stream.identity.matcher import MatchSettings
 from stream.identity.track import box_iou, template
 from stream.pipeline.file import batches
@@ -36,9 +37,10 @@ from stream.vision.executor import SharpnessBaseline, VisionWorker
 # Not the videos the second look was made for (hard-dim, lookalikes, hard-compression) nor
 # those it was checked on (cuts, ten-people, crowd).
 HELD_OUT = ("demo", "speed", "hard-roll", "hard-blur", "hard-bar", "three-at-once", "occlusion")
-GAP_S = 1.5
-EXEMPLAR_FACES = 10
-MIN_EXEMPLAR_DISTANCE = 0.08
+# A visit ends where an appearance would; the gallery's exemplars as the product makes them.
+GAP_S = EventSettings().left_after_s
+EXEMPLAR_FACES = MatchSettings(threshold=1.0).exemplar_faces
+MIN_EXEMPLAR_DISTANCE = MIN_EXEMPLAR_GAP
 
 
 @dataclass(frozen=True)

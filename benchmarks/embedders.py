@@ -33,17 +33,16 @@ import numpy as np
 import torch
 
 from benchmarks.synthetic import PERSONS, load_truth
+from stream.identity.track import box_iou, template
 from stream.types import Faces, FloatArray
 from stream.vision.detect import MtcnnDetector
 from stream.vision.embed import Embedder, landmark_alignment, normalised, warp
 from stream.vision.embedders import load_embedder
 from stream.vision.embedders.dlib_resnet import DLIB_TEMPLATE
+from stream.vision.embedders.faceres import ARCFACE_TEMPLATE
 from stream.vision.embedders.tfjs_graph import TfjsGraph
 from stream.vision.models import fetch
 
-# insightface's 112x112 ArcFace alignment: eyes, nose tip, mouth corners
-ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                             [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
 SCENARIOS = ("lookalikes", "hard-dim", "hard-roll", "ten-people", "crowd", "small-faces")
 MIN_GAP_S = 1.0  # same-person pairs from one video: faces at least this far apart in time
 TEMPLATE_FACES = 3  # faces in a template (at 2 frames a second: 1.5 s of a track)
@@ -111,22 +110,15 @@ class Sample:
     faces: list[Faces]  # one face each, in the pixels of its region
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _label(sample: Sample, image: torch.Tensor, faces: Faces,
            truth: Sequence[tuple[str, Sequence[float]]], t: float) -> None:
+    known = [(person, np.asarray(box, np.float32)) for person, box in truth]
     for i in range(len(faces)):
-        box = faces.boxes[i].tolist()
-        best = max(truth, key=lambda item: _iou(box, item[1]), default=None)
-        if best is not None and _iou(box, best[1]) >= 0.5:
+        box = faces.boxes[i]
+        best = max(known, key=lambda item: box_iou(box, item[1]), default=None)
+        if best is not None and box_iou(box, best[1]) >= 0.5:
             # keep the face with a face's width or height of margin around it, not the frame
-            x1, y1, x2, y2 = box
+            x1, y1, x2, y2 = box.tolist()
             w, h = x2 - x1, y2 - y1
             left, top = max(int(x1 - w), 0), max(int(y1 - h), 0)
             right, bottom = int(x2 + w) + 1, int(y2 + h) + 1
@@ -238,8 +230,7 @@ def templates(vectors: FloatArray, labels: Sequence[str], times: Sequence[float]
                 run = []
             run.append((t, i))
             if len(run) == faces:
-                mean = vectors[[i for _, i in run]].mean(axis=0)
-                out.append(mean / np.linalg.norm(mean))
+                out.append(template(vectors[[i for _, i in run]]))
                 out_labels.append(person)
                 out_times.append(float(np.mean([t for t, _ in run])))
                 run = []

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# An exemplar this near one of its identity's others adds nothing: it is not kept.
+MIN_EXEMPLAR_GAP = 0.08
+
+
 @contextlib.contextmanager
 def _one_openmp_thread() -> Iterator[None]:
     """FAISS on one thread for a call: one query at a time gains nothing from threads, which
@@ -59,7 +63,7 @@ class Gallery:
     """
 
     def __init__(self, store: GalleryStore, *, max_exemplars: int = 24,
-                 min_exemplar_distance: float = 0.08) -> None:
+                 min_exemplar_distance: float = MIN_EXEMPLAR_GAP) -> None:
         if max_exemplars < 1:
             raise ValueError(f"max_exemplars must be at least 1, got {max_exemplars}")
         self.store = store

@@ -20,9 +20,10 @@ from torch import nn
 from stream.vision.embed import LandmarkEmbedder
 from stream.vision.embedders.tfjs_graph import decode_weights
 
-# insightface's 112x112 template (eyes, nose tip, mouth corners), doubled for the 224 chip
-FACERES_TEMPLATE = 2.0 * np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                                   [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
+# insightface's 112x112 ArcFace alignment: eyes, nose tip, mouth corners
+ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                             [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
+FACERES_TEMPLATE = 2.0 * ARCFACE_TEMPLATE  # doubled for the 224 chip
 # the stride of each depthwise-separable block of MobileNet v1
 _STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
 
