@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = get_args(Backend)
 # The faster backend of each device, measured with `python -m benchmarks.speed`: on a 2-core CPU
-# the whole analyze of its video took 10.5 s (16.4 s of CPU) on onnx against 13.2 s (18.8 s) on
+# the whole analyze of its video took 10.2 s (16.2 s of CPU) on onnx against 12.0 s (18.1 s) on
 # torch, same BCubed F (README "Speed"). No GPU has measured onnx yet, so CUDA keeps torch.
 FASTER = {"cpu": "onnx", "cuda": "torch"}
 INSTALL_HINT = "pip install onnxruntime"
