@@ -356,3 +356,20 @@ def test_faces_cut_by_the_frame_edge_are_named_as_such() -> None:
            for i in range(2)]
     track.observations += cut
     assert gate_misses(track) == "2 cut by the frame's edge"
+
+
+def test_a_gallery_search_leaves_torch_its_threads() -> None:
+    """FAISS searches on one OpenMP thread, and FAISS and torch share that runtime: the
+    gallery must put the calling thread's count back, or the models run on one core."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gallery = in_memory()
+        gallery.create(np.stack([near(0)]))
+        found = gallery.search(np.stack([near(0)]), 2)
+        assert found.identities[0][0] == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
