@@ -121,28 +121,44 @@ def warp(image: torch.Tensor, chip_to_image: torch.Tensor, size: int) -> torch.T
     outside the image are zero. Only the region under each chip is converted to float, so a
     uint8 frame is never copied whole."""
     height, width = image.shape[1:]
-    axis = torch.arange(size, dtype=torch.float32, device=image.device)
-    grid_y, grid_x = torch.meshgrid(axis, axis, indexing="ij")
-    chip = torch.stack([grid_x, grid_y, torch.ones_like(grid_x)], -1).reshape(-1, 3)
-    points = chip @ chip_to_image.to(image.device).transpose(1, 2)  # (N, S*S, 2) image pixels
+    device = image.device
+    count = len(chip_to_image)
+    if count == 0:
+        return torch.zeros((0, 3, size, size), device=device)
+    to_image = torch.zeros((count, 3, 3), dtype=torch.float64)
+    to_image[:, :2] = chip_to_image.detach().to("cpu", torch.float64)
+    to_image[:, 2, 2] = 1.0
+    # An affine map's extremes over the chip are at its corners: the region each chip covers.
+    corners = torch.tensor([[0.0, 0.0, 1.0], [size - 1.0, 0.0, 1.0], [0.0, size - 1.0, 1.0],
+                            [size - 1.0, size - 1.0, 1.0]], dtype=torch.float64)
+    points = corners @ to_image[:, :2].transpose(1, 2)  # (N, 4, 2) image pixels
     lows = (points.amin(dim=1).floor() - 1).tolist()
     highs = (points.amax(dim=1).ceil() + 2).tolist()
-    chips = []
+    # affine_grid's output coordinates (-1..1, pixel centres) to chip pixels.
+    from_grid = torch.tensor([[size / 2, 0.0, (size - 1) / 2], [0.0, size / 2, (size - 1) / 2],
+                              [0.0, 0.0, 1.0]], dtype=torch.float64)
+    regions: list[tuple[int, int, int, int] | None] = []
+    to_region = torch.zeros((count, 3, 3), dtype=torch.float64)
+    to_region[:, 2, 2] = 1.0
     for face, (low, high) in enumerate(zip(lows, highs, strict=True)):
         x0, y0 = min(max(int(low[0]), 0), width), min(max(int(low[1]), 0), height)
         x1, y1 = min(max(int(high[0]), 0), width), min(max(int(high[1]), 0), height)
-        if x1 - x0 < 2 or y1 - y0 < 2:
-            chips.append(torch.zeros((3, size, size), device=image.device))
+        regions.append((x0, y0, x1, y1) if x1 - x0 >= 2 and y1 - y0 >= 2 else None)
+        # Image pixels to grid_sample's coordinates in the region (-1..1, pixel edges).
+        sx, sy = 2.0 / max(x1 - x0, 1), 2.0 / max(y1 - y0, 1)
+        to_region[face, 0, 0], to_region[face, 0, 2] = sx, sx * (0.5 - x0) - 1.0
+        to_region[face, 1, 1], to_region[face, 1, 2] = sy, sy * (0.5 - y0) - 1.0
+    theta = (to_region @ to_image @ from_grid)[:, :2].float().to(device)
+    grids = F.affine_grid(theta, [count, 3, size, size], align_corners=False)
+    chips = torch.zeros((count, 3, size, size), device=device)
+    for face, region in enumerate(regions):
+        if region is None:
             continue
-        region = image[:, y0:y1, x0:x1].float()
-        scale = torch.tensor([2.0 / (x1 - x0), 2.0 / (y1 - y0)], device=image.device)
-        offset = torch.tensor([x0, y0], dtype=torch.float32, device=image.device)
-        grid = (points[face] - offset + 0.5) * scale - 1.0
-        chips.append(F.grid_sample(region[None], grid.view(1, size, size, 2), mode="bilinear",
-                                   padding_mode="zeros", align_corners=False)[0])
-    if not chips:
-        return torch.zeros((0, 3, size, size), device=image.device)
-    return torch.stack(chips)
+        x0, y0, x1, y1 = region
+        chips[face] = F.grid_sample(image[None, :, y0:y1, x0:x1].float(), grids[face:face + 1],
+                                    mode="bilinear", padding_mode="zeros",
+                                    align_corners=False)[0]
+    return chips
 
 
 def landmark_alignment(faces: Faces, template: FloatArray) -> torch.Tensor:
