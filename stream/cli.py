@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from tqdm import tqdm
 
-    from stream.config import ServiceConfig
+    from stream.config import EngineSettings, ServiceConfig
     from stream.identity.gallery import Gallery
 
 log = logging.getLogger("facestream")
@@ -92,7 +92,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from stream.config import Backend
+    from stream.config import Backend, Decoder
     from stream.vision.embedders import EMBEDDERS
     from stream.vision.models import REGISTRY
 
@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--backend", choices=get_args(Backend), default=None,
                          help="run the networks on torch or onnx (ONNX Runtime); default auto: "
                          "the faster one on the device")
+    analyze.add_argument("--decoder", choices=get_args(Decoder), default=None,
+                         help="decode the video on the GPU (cuda: NVDEC) or the cpu; default "
+                         "auto: the GPU when the models run on one")
     analyze.add_argument("--gallery", type=_gallery_location, default=None,
                          help="gallery file, or postgresql://USER@HOST:PORT/DB (password in "
                          "$PGPASSWORD): people keep their IDs across runs and cameras")
@@ -170,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda or cuda:N")
     run.add_argument("--backend", choices=get_args(Backend), default=None,
                      help="torch or onnx (ONNX Runtime); default auto")
+    run.add_argument("--decoder", choices=get_args(Decoder), default=None,
+                     help="decode on the GPU (cuda: NVDEC) or the cpu; default auto")
     run.add_argument("--gallery", type=_gallery_location, default=None,
                      help="gallery file, or postgresql://USER@HOST:PORT/DB shared by several "
                      "nodes (password in $PGPASSWORD): people keep their IDs across runs, "
@@ -283,6 +288,7 @@ def _analyze(args: argparse.Namespace) -> int:
         ({} if args.sample_fps is None else {"sample_fps": args.sample_fps})
         | ({"refine": False} if args.no_refine else {}), args))
     _check_device(config.engine.device)
+    _check_decoder(config.engine)
     if config.gallery is not None:
         from stream.storage import check_location
 
@@ -359,7 +365,8 @@ def _with_options(document: dict[str, Any], args: argparse.Namespace) -> dict[st
     """``document`` (settings of analyze or run) with the engine and gallery options given on
     the command line put over it: one set of rules for both commands."""
     engine = document.setdefault("engine", {})
-    for key in ("embedder", "weights", "threshold", "device", "detect_width", "backend"):
+    for key in ("embedder", "weights", "threshold", "device", "detect_width", "backend",
+                "decoder"):
         value = getattr(args, key, None)
         if value is not None:
             engine[key] = None if value == FULL else value
@@ -397,6 +404,15 @@ def _check_device(name: str) -> None:
         raise InputError(f"device {name}: {have}; use --device cpu or --device auto")
 
 
+def _check_decoder(engine: EngineSettings) -> None:
+    """``--decoder cuda`` where PyAV cannot decode on the GPU is refused before the models load
+    (``auto`` falls back to the CPU once the models' device is known)."""
+    if engine.decoder == "cuda":
+        from stream.sources import hardware_decoding
+
+        hardware_decoding(engine.decoder, engine.device)
+
+
 def _check_files(config: ServiceConfig) -> None:
     """When every camera is a file and none is a video, say so now (before the models load);
     otherwise the bad ones fail on their own, and the good ones keep working."""
@@ -423,6 +439,7 @@ def _run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     check_open(config.server)
     _check_device(config.engine.device)
+    _check_decoder(config.engine)
     _check_files(config)
     if config.gallery is not None:
         from stream.storage import check_location

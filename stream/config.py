@@ -139,6 +139,8 @@ class SourceSettings(_Retrying):
 
 # Where the networks run (stream.vision.backends): auto picks the faster one of the device.
 Backend = Literal["auto", "torch", "onnx"]
+# Where video is decoded (stream.sources.hardware_decoding): auto is the GPU the models run on.
+Decoder = Literal["auto", "cpu", "cuda"]
 
 
 class GateSettings(_Strict):
@@ -196,6 +198,10 @@ class EngineSettings(_Strict):
     backend: Backend = Field(
         "auto", description="where the networks run: torch, or onnx (ONNX Runtime on their "
         "exported files); auto: the faster one measured on the device")
+    decoder: Decoder = Field(
+        "auto", description="where video is decoded: cuda (NVDEC, through PyAV's FFmpeg), or "
+        "cpu; auto: NVDEC when the models run on a CUDA device and it works there, else the "
+        "CPU (codecs NVDEC lacks are decoded on the CPU either way)")
     full_detection_every_s: float | None = Field(
         0.5, gt=0, le=10, description="between full-frame detections at most this far apart, "
         "a source's frames are searched only near the faces of its frame before when that was "

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import av
 import numpy as np
+from av.codec.hwaccel import HWAccel
 from av.container import InputContainer
 
 from stream.config import CameraConfig, SourceSettings, redact_url
@@ -121,16 +122,18 @@ def to_frame(frame: av.VideoFrame, index: int, t: float, detect_width: int | Non
 
 
 def sampled_frames(info: VideoInfo, sample_fps: float | None, stats: DecodeStats, *,
-                   detect_width: int | None = None) -> Generator[Frame, None, None]:
+                   detect_width: int | None = None, hwaccel: HWAccel | None = None
+                   ) -> Generator[Frame, None, None]:
     """Decode the video, yielding RGB frames at about ``sample_fps`` (all frames when ``None``
     or when the video is slower). Broken packets are skipped and counted in ``stats``.
 
-    With ``detect_width``, each frame also carries the detector's smaller copy (:func:`to_frame`).
+    With ``detect_width``, each frame also carries the detector's smaller copy (:func:`to_frame`);
+    with ``hwaccel`` (:func:`hardware_decoding`), the video is decoded on the GPU.
     """
     sampler = Sampler(sample_fps)
     shots = ShotBoundaries()
     errors_in_row = 0
-    with av.open(str(info.path)) as container:
+    with av.open(str(info.path), hwaccel=hwaccel) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         packets = container.demux(stream)
@@ -243,6 +246,31 @@ class _RefusedError(_SourceLostError):
     """The server answered with a refusal (4xx) that retrying soon will not change."""
 
 
+def hardware_decoding(decoder: str, device: str) -> HWAccel | None:
+    """PyAV's CUDA decoding (NVDEC) as the engine's ``decoder`` setting asks, on the CUDA device
+    ``device`` names (``cuda:1``; the first for ``cuda`` or ``cpu``), or ``None``: decode on the
+    CPU. ``auto`` decodes on the GPU when the models run on one (``device`` is ``cuda...``) and
+    decoding works there, else on the CPU (said in the log); ``cuda`` insists, and raises
+    :class:`InputError` where it cannot work; ``cpu`` never does. Codecs NVDEC lacks are decoded
+    on the CPU stream by stream."""
+    if decoder == "cpu" or (decoder == "auto" and not device.startswith("cuda")):
+        return None
+    accel = HWAccel(device_type="cuda", device=device.partition(":")[2] or None,
+                    allow_software_fallback=True)
+    try:
+        accel.create(av.Codec("h264", "r"))  # opens the device, as each decoder will
+    except (av.FFmpegError, OSError, ValueError) as error:  # no GPU, no NVDEC, a driver mismatch
+        if decoder == "cuda":
+            raise InputError(f"decoder cuda: PyAV cannot decode on the GPU here "
+                             f"({_describe(error)}); use --decoder cpu or --decoder auto"
+                             ) from None
+        log.warning("decoding video on the CPU: PyAV cannot decode on %s here (%s)", device,
+                    _describe(error))
+        return None
+    log.info("decoding video on the GPU (NVDEC)")
+    return accel
+
+
 def _describe(error: Exception) -> str:
     """A one-line reason for ``error`` without the URL (FFmpeg's message names the file)."""
     if isinstance(error, av.FFmpegError | OSError) and error.strerror:
@@ -260,16 +288,19 @@ class Camera:
 
     A file with ``drop: false`` is handed over losslessly instead: the decoder waits for the
     models, and frames go in batches of ``batch`` consecutive frames, the batches
-    ``facestream analyze`` makes, so that both commands analyse a file alike.
+    ``facestream analyze`` makes, so that both commands analyse a file alike. With ``hwaccel``
+    (:func:`hardware_decoding`) the source is decoded on the GPU.
     """
 
     def __init__(self, config: CameraConfig, settings: SourceSettings, *,
                  detect_width: int | None, on_status: Callable[[CameraStatus], None],
-                 frame_ready: threading.Event, batch: int = 1) -> None:
+                 frame_ready: threading.Event, batch: int = 1,
+                 hwaccel: HWAccel | None = None) -> None:
         self.name = config.name
         self.config = config
         self.settings = settings
         self.detect_width = detect_width
+        self.hwaccel = hwaccel
         self.stats = CameraStats()
         self._on_status = on_status
         self._frame_ready = frame_ready
@@ -399,7 +430,8 @@ class Camera:
         first_t: float | None = None
         offered = False
         with closing(sampled_frames(info, self.config.sample_fps, played,
-                                    detect_width=self.detect_width)) as frames:
+                                    detect_width=self.detect_width,
+                                    hwaccel=self.hwaccel)) as frames:
             for frame in frames:
                 self.stats.frames_decoded = first_index + played.frames_decoded
                 if self.stats.state != "streaming":
@@ -487,7 +519,7 @@ class Camera:
             started = time.monotonic()
             try:
                 result.put(av.open(url, format=source_format, options=options,
-                                   timeout=timeout))
+                                   timeout=timeout, hwaccel=self.hwaccel))
             except Exception as error:  # handed to the camera's thread
                 if isinstance(error, av.HTTPClientError):  # RTSP and HTTP: 401, 403, 404...
                     result.put(_RefusedError(f"the server refused: {_describe(error)}"))

@@ -29,7 +29,7 @@ from stream.report import (
     report_document,
     write_report,
 )
-from stream.sources import DecodeStats, prefetch, probe, sampled_frames
+from stream.sources import DecodeStats, hardware_decoding, prefetch, probe, sampled_frames
 from stream.storage import open_gallery
 from stream.types import Event, FloatArray, Frame, PersonLeft
 from stream.vision.executor import FrameFaces, VisionWorker
@@ -162,7 +162,9 @@ def analyze_video(video: Path, out: Path, config: AnalyzeConfig | None = None, *
         faces = _Faces()
         events: list[Event] = []
         frames = prefetch(sampled_frames(info, config.sample_fps, stats,
-                                         detect_width=worker.detector.detect_width))
+                                         detect_width=worker.detector.detect_width,
+                                         hwaccel=hardware_decoding(engine.decoder,
+                                                                   str(worker.device))))
         for batch in batches(frames, engine.max_batch_frames):
             for result in worker.process(batch, lane.skippable, [lane.sharpness] * len(batch)):
                 step = lane.take(result, time.time())

@@ -30,7 +30,7 @@ from stream.service.http import Health, build_app
 from stream.service.metrics import Metrics
 from stream.service.net import listen
 from stream.service.sinks import build_sinks
-from stream.sources import Camera, CameraStatus
+from stream.sources import Camera, CameraStatus, hardware_decoding
 from stream.storage import open_gallery
 from stream.types import CameraStatusChanged, Event
 from stream.vision.executor import VisionWorker
@@ -117,9 +117,10 @@ async def serve(config: ServiceConfig, *, worker: VisionWorker | None = None,
     if config.gallery is not None:
         log.info("gallery %s: %d people", config.gallery.location, len(gallery))
     frame_ready = threading.Event()
+    decoding = hardware_decoding(config.engine.decoder, str(worker.device))
     cameras = [Camera(camera, config.sources, detect_width=worker.detector.detect_width,
                       on_status=on_status, frame_ready=frame_ready,
-                      batch=config.engine.max_batch_frames)
+                      batch=config.engine.max_batch_frames, hwaccel=decoding)
                for camera in config.cameras]
     metrics.watch_cameras(lambda: cameras)
     metrics.watch_searches(lambda: gallery.searches)
