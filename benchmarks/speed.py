@@ -1,13 +1,15 @@
 """Speed benchmark: real-time factor of the product on each backend (torch, onnx) and of the
 seed baseline on the ``speed`` video (720p30, 20 s), each with its BCubed F on that video.
 
-``python -m benchmarks.speed [--skip-baseline] [--backend NAME ...] [--warmup] [--dir DIR]``
+``python -m benchmarks.speed [--skip-baseline] [--backend NAME ...] [--repeat N] [--warmup]
+[--dir DIR]``
 
 Real-time factor = video seconds / wall-clock seconds of one analyze call (higher is faster);
 ``cpu s`` is the process's CPU time during the call (less sensitive to other load on the
 machine). The load average is printed before and after: on a shared machine, say it beside the
 figures. Without ``--warmup`` each timing includes whatever one-time set-up (model loading, an
-ONNX export missing from the cache) the call does.
+ONNX export missing from the cache) the call does. ``--repeat N`` gives medians of N interleaved
+rounds: on a shared virtual machine one run of the same code varies by 10-20 %.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import functools
 import os
 import resource
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-baseline", action="store_true", help="time the product only")
     parser.add_argument("--backend", action="append", choices=BACKENDS, default=None,
                         help="time the product on this backend only (repeatable; default both)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="time every system N times, in N interleaved rounds (so that the "
+                        "machine's drift falls on all alike); the figures are the medians, "
+                        "with every run's wall time beside them")
     parser.add_argument("--warmup", action="store_true",
                         help="run each system once on the demo video first, untimed")
     parser.add_argument("--dir", type=Path, default=None,
@@ -91,26 +98,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warming up {system} on {demo.name}", file=sys.stderr)
             run_one(analyzer, demo, demo_truth, directory / "runs" / "warmup" / system)
 
-    rows: list[list[str]] = []
-    factors: dict[str, float] = {}
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    walls: dict[str, list[float]] = {system: [] for system, _ in compared}
+    cpus: dict[str, list[float]] = {system: [] for system, _ in compared}
+    scored: dict[str, Scores | None] = {}
     errors = 0
     before = load()
-    for system, analyzer in compared:
-        print(f"timing {system} on {video.name} ({truth.duration_s:.1f} s of video)",
-              file=sys.stderr)
-        started = cpu_seconds()
-        scores, elapsed = run_one(analyzer, video, truth,
-                                  directory / "runs" / "speed" / system.replace(" ", "-"))
-        used = cpu_seconds() - started
-        errors += scores is None
+    for round_number in range(1, args.repeat + 1):
+        for system, analyzer in compared:
+            print(f"timing {system} on {video.name} ({truth.duration_s:.1f} s of video), run "
+                  f"{round_number} of {args.repeat}", file=sys.stderr)
+            started = cpu_seconds()
+            scores, elapsed = run_one(analyzer, video, truth,
+                                      directory / "runs" / "speed" / system.replace(" ", "-"))
+            cpus[system].append(cpu_seconds() - started)
+            walls[system].append(elapsed)
+            errors += scores is None
+            if system not in scored or scores is None:  # a failed run's error shows
+                scored[system] = scores
+    rows: list[list[str]] = []
+    factors: dict[str, float] = {}
+    for system, _ in compared:
+        elapsed = statistics.median(walls[system])
         factors[system] = truth.duration_s / elapsed if elapsed > 0 else float("inf")
-        rows.append([*result_row(system, scores, elapsed, "speed"), f"{used:.1f}",
-                     f"{factors[system]:.2f}x"])
+        rows.append([*result_row(system, scored[system], elapsed, "speed"),
+                     f"{statistics.median(cpus[system]):.1f}", f"{factors[system]:.2f}x",
+                     " ".join(f"{wall:.1f}" for wall in walls[system])])
 
     print(f"video: {video} ({truth.width}x{truth.height}, {truth.fps:g} fps, "
           f"{truth.duration_s:.1f} s, {len(truth.persons)} persons)")
     print(f"machine: {os.cpu_count()} cores; {before} before, {load()} after")
-    print(format_table(("system", *Scores.HEADER, "wall s", "cpu s", "real-time"), rows))
+    print(format_table(("system", *Scores.HEADER, "wall s", "cpu s", "real-time",
+                        "each run's wall s"), rows))
     for system, factor in factors.items():
         if system != "baseline" and "baseline" in factors:
             print(f"{system} is {factor / factors['baseline']:.2f}x the baseline's speed")

@@ -98,77 +98,58 @@ def embed(embedder: Embedder, image: torch.Tensor, faces: Faces) -> FloatArray:
 
 
 def similarity_transform(src: FloatArray, dst: FloatArray) -> FloatArray:
-    """The 2x3 similarity (rotation, uniform scale, shift) mapping ``src`` points onto ``dst``
-    in the least-squares sense (Umeyama, without reflection)."""
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    """The 2x3 similarities (rotation, uniform scale, shift) mapping each point set of ``src``
+    (N, K, 2) onto ``dst`` (K, 2) in the least-squares sense (Umeyama, without reflection), as
+    (N, 2, 3), all at once."""
+    src_mean, dst_mean = src.mean(1, keepdims=True), dst.mean(0)
     src_c, dst_c = src - src_mean, dst - dst_mean
-    cov = dst_c.T @ src_c / len(src)
+    cov = np.einsum("ki,nkj->nij", dst_c, src_c) / src.shape[1]
     u, s, vt = np.linalg.svd(cov)
-    d = np.ones(2, np.float64)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1] = -1
-    rotation = u @ np.diag(d) @ vt
-    scale = float((s * d).sum() / max(src_c.var(0).sum(), 1e-12))
-    matrix = np.zeros((2, 3), np.float32)
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    d = np.ones((len(src), 2), np.float64)
+    d[np.linalg.det(u) * np.linalg.det(vt) < 0, 1] = -1
+    rotation = u @ (d[:, :, None] * vt)
+    scale = (s * d).sum(1) / np.maximum(src_c.var(1).sum(1), 1e-12)
+    matrix = np.zeros((len(src), 2, 3), np.float32)
+    matrix[:, :, :2] = scale[:, None, None] * rotation
+    matrix[:, :, 2] = dst_mean - scale[:, None] * np.einsum("nij,nj->ni", rotation, src_mean[:, 0])
     return matrix
 
 
 def warp(image: torch.Tensor, chip_to_image: torch.Tensor, size: int) -> torch.Tensor:
-    """Sample ``size``x``size`` float chips (N, 3, S, S) from ``image`` (3, H, W, any dtype);
-    ``chip_to_image`` (N, 2, 3) maps chip pixel centres to image pixel coordinates. Pixels
-    outside the image are zero. Only the region under each chip is converted to float, so a
-    uint8 frame is never copied whole."""
+    """Sample ``size``x``size`` float chips (N, 3, S, S) from ``image`` (3, H, W, any dtype),
+    all in one pass; ``chip_to_image`` (N, 2, 3) maps chip pixel centres to image pixel
+    coordinates. Pixels outside the image are zero."""
     height, width = image.shape[1:]
-    device = image.device
     count = len(chip_to_image)
     if count == 0:
-        return torch.zeros((0, 3, size, size), device=device)
+        return torch.zeros((0, 3, size, size), device=image.device)
     to_image = torch.zeros((count, 3, 3), dtype=torch.float64)
     to_image[:, :2] = chip_to_image.detach().to("cpu", torch.float64)
     to_image[:, 2, 2] = 1.0
-    # An affine map's extremes over the chip are at its corners: the region each chip covers.
-    corners = torch.tensor([[0.0, 0.0, 1.0], [size - 1.0, 0.0, 1.0], [0.0, size - 1.0, 1.0],
-                            [size - 1.0, size - 1.0, 1.0]], dtype=torch.float64)
-    points = corners @ to_image[:, :2].transpose(1, 2)  # (N, 4, 2) image pixels
-    lows = (points.amin(dim=1).floor() - 1).tolist()
-    highs = (points.amax(dim=1).ceil() + 2).tolist()
-    # affine_grid's output coordinates (-1..1, pixel centres) to chip pixels.
+    # affine_grid's and grid_sample's coordinates run from -1 to 1 over the pixels' outer edges.
     from_grid = torch.tensor([[size / 2, 0.0, (size - 1) / 2], [0.0, size / 2, (size - 1) / 2],
-                              [0.0, 0.0, 1.0]], dtype=torch.float64)
-    regions: list[tuple[int, int, int, int] | None] = []
-    to_region = torch.zeros((count, 3, 3), dtype=torch.float64)
-    to_region[:, 2, 2] = 1.0
-    for face, (low, high) in enumerate(zip(lows, highs, strict=True)):
-        x0, y0 = min(max(int(low[0]), 0), width), min(max(int(low[1]), 0), height)
-        x1, y1 = min(max(int(high[0]), 0), width), min(max(int(high[1]), 0), height)
-        regions.append((x0, y0, x1, y1) if x1 - x0 >= 2 and y1 - y0 >= 2 else None)
-        # Image pixels to grid_sample's coordinates in the region (-1..1, pixel edges).
-        sx, sy = 2.0 / max(x1 - x0, 1), 2.0 / max(y1 - y0, 1)
-        to_region[face, 0, 0], to_region[face, 0, 2] = sx, sx * (0.5 - x0) - 1.0
-        to_region[face, 1, 1], to_region[face, 1, 2] = sy, sy * (0.5 - y0) - 1.0
-    theta = (to_region @ to_image @ from_grid)[:, :2].float().to(device)
+                              [0.0, 0.0, 1.0]], dtype=torch.float64)  # to chip pixels
+    to_grid = torch.tensor([[2.0 / width, 0.0, 1.0 / width - 1.0],
+                            [0.0, 2.0 / height, 1.0 / height - 1.0],
+                            [0.0, 0.0, 1.0]], dtype=torch.float64)  # from image pixels
+    theta = (to_grid @ to_image @ from_grid)[:, :2].float().to(image.device)
     grids = F.affine_grid(theta, [count, 3, size, size], align_corners=False)
-    chips = torch.zeros((count, 3, size, size), device=device)
-    for face, region in enumerate(regions):
-        if region is None:
-            continue
-        x0, y0, x1, y1 = region
-        chips[face] = F.grid_sample(image[None, :, y0:y1, x0:x1].float(), grids[face:face + 1],
-                                    mode="bilinear", padding_mode="zeros",
-                                    align_corners=False)[0]
-    return chips
+    # One float copy of the frame for all its faces, one kernel for all of them (no per-face
+    # loop): on the CPU as fast as copying each face's region (0.3 ms slower for one face,
+    # faster from three), on a GPU one launch instead of one per face.
+    frame = image.float()[None].expand(count, -1, -1, -1)
+    return F.grid_sample(frame, grids, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)
 
 
 def landmark_alignment(faces: Faces, template: FloatArray) -> torch.Tensor:
     """Chip-to-image affine matrices (N, 2, 3) that put each face's landmarks on ``template``."""
-    matrices = []
-    for points in faces.landmarks:
-        to_chip = similarity_transform(points.astype(np.float64), template.astype(np.float64))
-        full = np.vstack([to_chip, [0.0, 0.0, 1.0]])
-        matrices.append(np.linalg.inv(full)[:2])
-    return torch.from_numpy(np.asarray(matrices, np.float32).reshape(-1, 2, 3))
+    to_chip = np.zeros((len(faces), 3, 3), np.float64)
+    to_chip[:, 2, 2] = 1.0
+    if len(faces):
+        to_chip[:, :2] = similarity_transform(faces.landmarks.astype(np.float64),
+                                              template.astype(np.float64))
+    return torch.from_numpy(np.linalg.inv(to_chip)[:, :2].astype(np.float32))
 
 
 def box_alignment(faces: Faces, size: int) -> torch.Tensor:
