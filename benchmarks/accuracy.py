@@ -2,7 +2,12 @@
 refined by its second look at the whole video, and the live path, ``run`` on the video played
 as a live camera) and the baseline on every benchmark scenario, and score them.
 
-``python -m benchmarks.accuracy [--only NAME ...] [--skip-baseline] [--skip-live] [--dir DIR]``
+``python -m benchmarks.accuracy [--only NAME ...] [--skip-baseline] [--skip-live]
+[--live-fps FPS] [--dir DIR]``
+
+``--live-fps`` analyses the live camera at another rate than a camera's default 5 fps: at 10
+(``analyze``'s rate, where live frames get the near-face search and each frame's embeddings are
+decided after the one before) ``lookalikes``, ``cuts``, ``hard-compression`` and ``crowd`` fail.
 
 Videos are rendered once into ``$FACESTREAM_BENCH_DIR`` (default ``benchmarks/.cache/``); outputs
 go to ``<dir>/runs/<scenario>/<system>/``. Exits 1 when the product (refined, or live) misses a
@@ -34,10 +39,12 @@ def bench_dir() -> Path:
     return Path(configured) if configured else Path(__file__).resolve().parent / ".cache"
 
 
-def systems(skip_baseline: bool, skip_live: bool = False) -> list[tuple[str, Analyzer]]:
+def systems(skip_baseline: bool, skip_live: bool = False,
+            live_fps: float | None = None) -> list[tuple[str, Analyzer]]:
     """The analyzers to compare: the product's file path as decided online (what ``run``
     says) and refined (the report's second look, what ``analyze`` reports), its live path
-    (unless skipped), then (unless skipped) the seed-design baseline."""
+    (unless skipped; a camera's 5 analysed fps, or ``live_fps``), then (unless skipped) the
+    seed-design baseline."""
     from stream.config import AnalyzeConfig
     from stream.pipeline.file import analyze_video
 
@@ -47,7 +54,8 @@ def systems(skip_baseline: bool, skip_live: bool = False) -> list[tuple[str, Ana
     if not skip_live:
         from benchmarks.live_accuracy import analyze_live
 
-        found.append(("live", analyze_live))
+        found.append(("live", analyze_live if live_fps is None
+                      else partial(analyze_live, sample_fps=live_fps)))
     if not skip_baseline:
         from benchmarks.baseline import analyze_baseline
 
@@ -95,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-baseline", action="store_true", help="do not run the baseline")
     parser.add_argument("--skip-live", action="store_true",
                         help="do not run the live path (it plays each video in real time)")
+    parser.add_argument("--live-fps", type=float, default=None, metavar="FPS",
+                        help="analyse the live path's camera at this rate (default 5, a "
+                        "camera's default)")
     parser.add_argument("--dir", type=Path, default=None,
                         help="cache directory (default: $FACESTREAM_BENCH_DIR or "
                         "benchmarks/.cache)")
@@ -102,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     directory: Path = args.dir or bench_dir()
     names: list[str] = args.only or list(BENCHMARK_SCENARIOS)
-    compared = systems(args.skip_baseline, args.skip_live)
+    if args.live_fps is not None and not 0 < args.live_fps <= 30:
+        parser.error(f"--live-fps must be above 0 and at most 30, got {args.live_fps:g}")
+    compared = systems(args.skip_baseline, args.skip_live, args.live_fps)
 
     rows: list[list[str]] = []
     product_failures: list[str] = []
