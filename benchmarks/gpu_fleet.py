@@ -86,7 +86,10 @@ def measure(video: Path, worker: Any, cameras: int, seconds: float) -> tuple[lis
     from benchmarks.live import ms, p95, run_service, service_config
 
     print(f"gpu fleet: {cameras} camera(s), {seconds:g} s measured", file=sys.stderr)
-    run = asyncio.run(run_service(service_config(video, cameras, MAX_BATCH), worker, seconds))
+    config = service_config(video, cameras, MAX_BATCH)
+    config = config.model_copy(update={"engine": config.engine.model_copy(
+        update={"decoder": "auto"})})  # NVDEC where the GPU can decode, else the CPU
+    run = asyncio.run(run_service(config, worker, seconds))
     names = [f"cam{i + 1}" for i in range(cameras)]
     fps = [run.counters.get(("facestream_frames_analyzed_total", name), 0.0) / run.seconds
            for name in names]
@@ -128,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rendering {video}", file=sys.stderr)
         directory.mkdir(parents=True, exist_ok=True)
         render(scenarios()["speed"], video, width=WIDTH, height=HEIGHT)
-    # The service decodes on the GPU itself (engine.decoder auto); this says whether it can.
+    # The service decodes on the GPU itself (engine.decoder: auto); this says whether it can.
     decoding = nvdec(video)
     worker = TimedWorker(VisionWorker(embedder=default_embedder_name(), backend=args.backend))
     device = str(worker.device)

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run the networks on torch or onnx (ONNX Runtime); default auto: "
                          "the faster one on the device")
     analyze.add_argument("--decoder", choices=get_args(Decoder), default=None,
-                         help="decode the video on the GPU (cuda: NVDEC) or the cpu; default "
+                         help="decode the video on the cpu (default), the GPU (cuda: NVDEC), or "
                          "auto: the GPU when the models run on one")
     analyze.add_argument("--gallery", type=_gallery_location, default=None,
                          help="gallery file, or postgresql://USER@HOST:PORT/DB (password in "
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=get_args(Backend), default=None,
                      help="torch or onnx (ONNX Runtime); default auto")
     run.add_argument("--decoder", choices=get_args(Decoder), default=None,
-                     help="decode on the GPU (cuda: NVDEC) or the cpu; default auto")
+                     help="decode on the cpu (default), the GPU (cuda: NVDEC), or auto")
     run.add_argument("--gallery", type=_gallery_location, default=None,
                      help="gallery file, or postgresql://USER@HOST:PORT/DB shared by several "
                      "nodes (password in $PGPASSWORD): people keep their IDs across runs, "

@@ -198,10 +198,11 @@ class EngineSettings(_Strict):
     backend: Backend = Field(
         "auto", description="where the networks run: torch, or onnx (ONNX Runtime on their "
         "exported files); auto: the faster one measured on the device")
+    # The CPU by default until NVDEC has been measured on a GPU (none was lent so far).
     decoder: Decoder = Field(
-        "auto", description="where video is decoded: cuda (NVDEC, through PyAV's FFmpeg), or "
-        "cpu; auto: NVDEC when the models run on a CUDA device and it works there, else the "
-        "CPU (codecs NVDEC lacks are decoded on the CPU either way)")
+        "cpu", description="where video is decoded: cpu, cuda (NVDEC, through PyAV's FFmpeg), "
+        "or auto: NVDEC when the models run on a CUDA device and it works there, else the CPU "
+        "(codecs NVDEC lacks are decoded on the CPU either way)")
     full_detection_every_s: float | None = Field(
         0.5, gt=0, le=10, description="between full-frame detections at most this far apart, "
         "a source's frames are searched only near the faces of its frame before when that was "
