@@ -278,7 +278,6 @@ def _analyze(args: argparse.Namespace) -> int:
 
     # Bad input is refused before the models' modules are imported: torch alone takes seconds.
     probe(args.video)
-    prepare_output(args.out)
     if args.weights is not None and not args.weights.is_file():
         raise InputError(f"--weights {args.weights} is not a file; give the path of the "
                          "weights file")
@@ -293,6 +292,8 @@ def _analyze(args: argparse.Namespace) -> int:
         from stream.storage import check_location
 
         check_location(config.gallery.location)
+    # Last of the checks: it removes the report of a run before, which a refusal must keep.
+    prepare_output(args.out)
     from stream.pipeline.file import analyze_video
     with tqdm(unit="s", desc="analysing", disable=args.quiet or None, bar_format=BAR_FORMAT,
               ) as bar, logging_redirect_tqdm():

@@ -59,6 +59,9 @@ def test_insisting_on_the_gpu_where_it_cannot_decode_is_one_line(video: Path,
     with pytest.raises(InputError, match=r"^decoder cuda: PyAV cannot decode on the GPU here "
                        r"\(.+\); use --decoder cpu or --decoder auto$"):
         hardware_decoding("cuda", "cpu")
+    earlier = tmp_path / "out" / "report.json"  # a run before's report, kept by a refusal
+    earlier.parent.mkdir()
+    earlier.write_text("{}")
     for command in (("analyze", video, "--out", tmp_path / "out"), ("run", video)):
         done = subprocess.run([sys.executable, "-m", "stream", *map(str, command),
                                "--decoder", "cuda"], capture_output=True, text=True,
@@ -66,7 +69,7 @@ def test_insisting_on_the_gpu_where_it_cannot_decode_is_one_line(video: Path,
         assert done.returncode == 2
         lines = done.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("facestream: error: decoder cuda: ")
-    assert not (tmp_path / "out" / "report.json").exists()
+    assert earlier.read_text() == "{}"
     hint = subprocess.run([sys.executable, "-m", "stream", "analyze", str(video), "--out",
                            str(tmp_path / "cpu"), "--decoder", "cpu", "--device", "cpu"],
                           capture_output=True, text=True, timeout=300, check=False)
