@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = get_args(Backend)
 # The faster backend of each device, measured with `python -m benchmarks.speed`: on a 2-core CPU
-# the whole analyze of its video took 10.2 s (16.2 s of CPU) on onnx against 12.0 s (18.1 s) on
-# torch, same BCubed F (README "Speed"). No GPU has measured onnx yet, so CUDA keeps torch.
+# the whole analyze of its video took 10.8 s (17.6 s of CPU) on onnx against 12.6 s (19.6 s) on
+# torch, medians of three runs, same BCubed F (README "Speed"). No GPU has measured onnx yet,
+# so CUDA keeps torch.
 FASTER = {"cpu": "onnx", "cuda": "torch"}
 INSTALL_HINT = "pip install onnxruntime"
 
