@@ -7,7 +7,7 @@ import os
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +25,7 @@ from stream.vision.embed import Embedder
 from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedder
 
 SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
+_Embedded = tuple["FloatArray", "FloatArray", "FloatArray"]  # vectors, sharpness, brightness
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 # "Changed": a cell of 8x8 detection pixels whose mean grey level moved by more than this since
@@ -264,51 +265,79 @@ class VisionWorker:
         come from several sources).
 
         ``skip_embedding`` may name faces whose embedding is not needed (it is called once per
-        frame, after detection); all faces of the batch are embedded in one pass.
+        frame, after detection). On the CPU a frame's faces are embedded on the worker's
+        threads while the next frames are detected; on a GPU all faces of the batch go in one
+        pass.
         ``sharpness_baselines``: each frame's source's (one object per source), for the
         relative blur gate; they also name the sources, whose frames may then skip the
         full-frame detector (see ``full_detection_every_s``).
         """
         baselines = sharpness_baselines or [SharpnessBaseline() for _ in frames]
+        wanted: list[npt.NDArray[np.bool_]] = [np.zeros(0, np.bool_)] * len(frames)
+        queued: list[tuple[list[int], Future[_Embedded] | None]] = []  # frames, their part
+        later: list[int] = []  # without a pool: embedded in one pass after the detection
         with torch.inference_mode():
             small, source_width = self._detection_batch(frames)
             gains = exposure_gains(small)
-            found = self._detect(frames, apply_gain(small, gains), source_width, baselines)
-            wanted = [~skip_embedding(frame, faces) if skip_embedding is not None
-                      else np.ones(len(faces), np.bool_)
-                      for frame, faces in zip(frames, found, strict=True)]
-            jobs = [(frame, faces.select(mask), float(gain))
-                    for frame, faces, mask, gain in zip(frames, found, wanted, gains, strict=True)
-                    if mask.any()]
-            dim = self.embedder.dim
-            vectors = np.zeros((0, dim), np.float32)
-            sharpness = brightness = np.zeros((0,), np.float32)
-            if jobs:
-                parts = self._parallel(self._embed, jobs, [len(faces) for _, faces, _ in jobs])
-                vectors = np.concatenate([part[0] for part in parts])
-                sharpness = np.concatenate([part[1] for part in parts])
-                brightness = np.concatenate([part[2] for part in parts])
+            detected: dict[int, Faces] = {}
+
+            def job(i: int) -> tuple[Frame, Faces, float]:
+                return frames[i], detected[i].select(wanted[i]), float(gains[i])
+
+            def embed_soon(wave: dict[int, Faces]) -> None:
+                # On the CPU's pool a wave's faces are embedded while the next wave is detected
+                # (one source's frames are detected one after the other); a GPU takes the whole
+                # batch's faces in one pass.
+                detected.update(wave)
+                for i, faces in wave.items():
+                    wanted[i] = (~skip_embedding(frames[i], faces) if skip_embedding is not None
+                                 else np.ones(len(faces), np.bool_))
+                busy = [i for i in wave if wanted[i].any()]
+                if self._pool is None:
+                    later.extend(busy)
+                    return
+                for run in split([int(wanted[i].sum()) for i in busy], self.threads):
+                    indices = [busy[k] for k in run]
+                    queued.append((indices, self._pool.submit(self._embed_in_pool,
+                                                              [job(i) for i in indices])))
+
+            found = self._detect(frames, apply_gain(small, gains), source_width, baselines,
+                                 embed_soon)
+            if later:
+                queued.append((sorted(later), None))
+            parts = [(indices, part.result() if part is not None
+                      else self._embed([job(i) for i in indices])) for indices, part in queued]
+        dim = self.embedder.dim
+        by_frame: dict[int, _Embedded] = {}
+        for indices, (vectors, sharpness, brightness) in parts:
+            start = 0
+            for i in indices:
+                end = start + int(wanted[i].sum())
+                by_frame[i] = vectors[start:end], sharpness[start:end], brightness[start:end]
+                start = end
+        nothing: _Embedded = (np.zeros((0, dim), np.float32), np.zeros(0, np.float32),
+                              np.zeros(0, np.float32))
         results = []
-        start = 0
-        for frame, faces, mask, baseline in zip(frames, found, wanted, baselines, strict=True):
-            end = start + int(mask.sum())
+        for i, (frame, faces, baseline) in enumerate(zip(frames, found, baselines, strict=True)):
+            mask = wanted[i]
+            vectors, sharpness, brightness = by_frame.get(i, nothing)
             full_vectors = np.zeros((len(faces), dim), np.float32)
             full_sharp = np.zeros(len(faces), np.float32)
             full_bright = np.zeros(len(faces), np.float32)
-            full_vectors[mask], full_sharp[mask] = vectors[start:end], sharpness[start:end]
-            full_bright[mask] = brightness[start:end]
-            typical = baseline.update(sharpness[start:end])
+            full_vectors[mask], full_sharp[mask], full_bright[mask] = vectors, sharpness, brightness
+            typical = baseline.update(sharpness)
             results.append(self._frame_faces(frame, faces, vectors=full_vectors, embedded=mask,
                                              sharpness=full_sharp, brightness=full_bright,
                                              typical_sharpness=typical))
-            start = end
         return results
 
     def _detect(self, frames: list[Frame], images: torch.Tensor, source_width: int | None,
-                baselines: Sequence[SharpnessBaseline]) -> list[Faces]:
+                baselines: Sequence[SharpnessBaseline],
+                on_wave: Callable[[dict[int, Faces]], None]) -> list[Faces]:
         """The faces of each frame: near its source's latest faces where that is enough (see
         ``full_detection_every_s``), else by the full-frame detector. A source's frames follow
-        each other, so the k-th frame of every source goes in the k-th pass."""
+        each other, so the k-th frame of every source goes in the k-th pass; ``on_wave`` gets
+        each pass's faces (by frame index) as soon as they are found."""
         found: list[Faces | None] = [None] * len(frames)
         cells = grey_cells(images)
         scale = frames[0].width / images.shape[3]
@@ -339,6 +368,7 @@ class VisionWorker:
                     found[i] = faces
                     self._seen[baselines[i]] = _Seen(frames[i].t, cells[i], faces, faces,
                                                      frames[i].t)
+            on_wave({i: known for i in wave if (known := found[i]) is not None})
         return [faces if faces is not None else Faces.empty() for faces in found]
 
     def _parallel(self, work: Callable[[list[Item]], list[Result]], items: list[Item],
@@ -355,14 +385,17 @@ class VisionWorker:
 
         return [result for part in self._pool.map(run, runs) for result in part]
 
-    def _embed(self, jobs: list[tuple[Frame, Faces, float]]
-               ) -> list[tuple[FloatArray, FloatArray, FloatArray]]:
+    def _embed(self, jobs: list[tuple[Frame, Faces, float]]) -> _Embedded:
         """Vectors, sharpness and brightness of the faces of ``jobs`` (frame, faces, the gain
-        its detection had), in order, as one part."""
+        its detection had), in order."""
         chips = torch.cat([apply_gain(self.embedder.chips(self._full_image(frame), faces), gain)
                            for frame, faces, gain in jobs])
         sharpness, brightness = self._grade(chips)
-        return [(self.embedder.embed_chips(chips), sharpness, brightness)]
+        return self.embedder.embed_chips(chips), sharpness, brightness
+
+    def _embed_in_pool(self, jobs: list[tuple[Frame, Faces, float]]) -> _Embedded:
+        with torch.inference_mode():
+            return self._embed(jobs)
 
     def _may_skip(self, frame: Frame, cells: torch.Tensor, baseline: SharpnessBaseline,
                   scale: float) -> bool:
