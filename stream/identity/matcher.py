@@ -263,10 +263,14 @@ class Identifier:
         self.source = source
         self.face_of = face_of or (lambda track: None)
         # The tracker compares single faces with a track's recent faces: noisier than
-        # templates, so its limits sit above the template threshold.
+        # templates, so its limits sit above the template threshold. A seam (a face joined
+        # after a gap on its embedding alone) stands only when the template of the faces
+        # after it is clearly the person's (under the threshold less the close band, where
+        # a decision needs no extra evidence); otherwise those faces are decided anew.
         self.tracker = Tracker(link_distance=settings.threshold * 1.4,
                                strict_distance=settings.threshold * 1.1, max_gap_s=max_gap_s,
-                               split_distance=settings.threshold)
+                               split_distance=settings.threshold,
+                               seam_distance=settings.threshold - settings.close_band)
         self._pending: dict[int, list[FloatArray]] = {}  # track -> good faces since last exemplar
         self._open: list[Track] = []  # tracks seen recently (ended ones kept for exclusion)
         self._young: set[int] = set()  # identities created here, not yet looked at again

@@ -38,6 +38,9 @@ class Track:
     observations: list[Observation] = field(default_factory=list)
     identity: int | None = None
     distance: float | None = None  # of the decision that found it known (None: it created it)
+    # The faces that joined it after a gap or a jump, on their embedding alone: someone else
+    # may have stepped into the place there (see Tracker).
+    seams: list[Observation] = field(default_factory=list)
 
     @property
     def last(self) -> Observation:
@@ -102,6 +105,9 @@ def template(vectors: FloatArray | list[FloatArray]) -> FloatArray:
 
 BoxLike = FloatArray | tuple[float, float, float, float]
 DRIFT_WINDOW = 60  # observations a track's latest faces are compared with, at most
+# A seam is looked at until this many good faces follow it (the identity layer's patience):
+# by then the faces after it have confirmed the person, or been split off.
+SEAM_FACES = 12
 
 
 def box_iou(a: BoxLike, b: BoxLike) -> float:
@@ -129,12 +135,18 @@ class Tracker:
     ``drift_faces``) are each farther than ``split_distance`` from the template of its earlier
     ones, someone else has taken the person's place (linked face by face, each step small
     enough); the track is split where they began, and the new part is a track of its own,
-    undecided (:attr:`splits` of that update).
+    undecided (:attr:`splits` of that update). A face linked after a gap or a jump (a seam)
+    is a single face matched against the track's recent faces, close enough for a look-alike
+    to pass: once ``drift_faces`` good faces follow it, their template is compared with the
+    template of the good faces before it (templates are what tell people apart), and the
+    track is split at the seam when the two are farther apart than ``seam_distance``: the
+    faces after it are then decided anew, against everyone known, as any new track is.
     """
 
     def __init__(self, *, link_distance: float, strict_distance: float, max_gap_s: float = 1.5,
                  min_iou: float = 0.2, sure_iou: float = 0.5, max_reuse_s: float = 0.35,
-                 split_distance: float = float("inf"), drift_faces: int = 3) -> None:
+                 split_distance: float = float("inf"), seam_distance: float = float("inf"),
+                 drift_faces: int = 3) -> None:
         if max_gap_s <= 0:
             raise ValueError(f"max_gap_s must be positive, got {max_gap_s}")
         if drift_faces < 1:
@@ -142,6 +154,7 @@ class Tracker:
         self.link_distance = link_distance
         self.strict_distance = strict_distance
         self.split_distance = split_distance
+        self.seam_distance = seam_distance
         self.drift_faces = drift_faces
         self.splits: list[tuple[Track, Track]] = []  # (track, the part split off) last update
         self.max_gap_s = max_gap_s
@@ -158,27 +171,33 @@ class Tracker:
         """
         ended = [track for track in self.active if t - track.last.t > self.max_gap_s]
         self.active = [track for track in self.active if t - track.last.t <= self.max_gap_s]
-        candidates: list[tuple[float, int, int]] = []
+        candidates: list[tuple[float, int, int, bool]] = []
         for o, obs in enumerate(observations):
             for k, track in enumerate(self.active):
-                cost = self._link_cost(track, obs)
-                if cost is not None:
-                    candidates.append((cost, o, k))
+                link = self._link_cost(track, obs)
+                if link is not None:
+                    candidates.append((link[0], o, k, link[1]))
         assigned: dict[int, Track] = {}
+        seams: set[int] = set()
         taken: set[int] = set()
-        for _, o, k in sorted(candidates):
+        for _, o, k, seam in sorted(candidates):
             if o not in assigned and k not in taken:
                 assigned[o] = self.active[k]
                 taken.add(k)
+                if seam:
+                    seams.add(o)
         result = []
         for o, obs in enumerate(observations):
             if o not in assigned:
                 assigned[o] = self._new_track([])
             assigned[o].observations.append(obs)
+            if o in seams:
+                assigned[o].seams.append(obs)
             result.append(assigned[o])
         self.splits = [(track, split) for obs, track in zip(observations, result, strict=True)
                        if obs.good and obs.embedding is not None
-                       and (split := self._split_if_drifted(track)) is not None]
+                       and (split := self._split_if_drifted(track)
+                            or self._split_at_seam(track)) is not None]
         for _, split in self.splits:
             result = [split if any(obs is moved for moved in split.observations) else track
                       for obs, track in zip(observations, result, strict=True)]
@@ -209,9 +228,39 @@ class Tracker:
                 best = (nearest, cut)
         if best is None:
             return None
-        at = next(i for i, obs in enumerate(track.observations) if obs is good[best[1]])
+        return self._split_at(track, next(i for i, obs in enumerate(track.observations)
+                                          if obs is good[best[1]]))
+
+    def _split_at_seam(self, track: Track) -> Track | None:
+        """Split ``track`` at its latest seam whose ``drift_faces`` or more good faces after it
+        (up to :data:`SEAM_FACES`) have a template farther than ``seam_distance`` from the
+        template of the track's good faces before it; seams followed by more good faces than
+        that are settled and forgotten."""
+        k = self.drift_faces
+        for seam in reversed(track.seams):
+            at = next(i for i, obs in enumerate(track.observations) if obs is seam)
+            after = self._vectors_of_good(track.observations[at:])
+            if len(after) > SEAM_FACES:
+                track.seams.remove(seam)
+                continue
+            before = self._vectors_of_good(track.observations[max(0, at - DRIFT_WINDOW):at])
+            if (len(after) >= k and len(before) >= k and float(
+                    np.linalg.norm(template(after) - template(before))) > self.seam_distance):
+                return self._split_at(track, at)
+        return None
+
+    @staticmethod
+    def _vectors_of_good(observations: list[Observation]) -> list[FloatArray]:
+        return [obs.embedding for obs in observations if obs.good and obs.embedding is not None]
+
+    def _split_at(self, track: Track, at: int) -> Track:
+        """A new track of ``track``'s observations from ``at`` on (with their seams)."""
         moved, track.observations = track.observations[at:], track.observations[:at]
-        return self._new_track(moved)
+        split = self._new_track(moved)
+        split.seams = [seam for seam in track.seams if any(seam is obs for obs in moved)
+                       and seam is not moved[0]]
+        track.seams = [seam for seam in track.seams if not any(seam is obs for obs in moved)]
+        return split
 
     def sure_continuations(self, t: float, boxes: FloatArray) -> npt.NDArray[np.bool_]:
         """Which of one frame's ``boxes`` continue an identified track so plainly that their
@@ -235,20 +284,22 @@ class Tracker:
         ended, self.active = self.active, []
         return ended
 
-    def _link_cost(self, track: Track, obs: Observation) -> float | None:
+    def _link_cost(self, track: Track, obs: Observation) -> tuple[float, bool] | None:
+        """The cost of ``obs`` joining ``track`` (lower is better) and whether it would join on
+        its embedding alone (a seam); ``None`` when it may not join."""
         last = track.last
         iou = box_iou(last.box, obs.box)
         if obs.embedding is None:
-            return -iou if iou >= self.sure_iou and track.identity is not None else None
+            return (-iou, False) if iou >= self.sure_iou and track.identity is not None else None
         distance = float(np.linalg.norm(track.recent_embedding() - obs.embedding))
         # Overlap vouches for the face only from one sampled frame to the next; after a gap,
         # someone else may have stepped into the same place.
         if iou >= self.min_iou and distance <= self.link_distance and (
                 obs.t - last.t <= self.max_reuse_s):
-            return distance - iou
+            return distance - iou, False
         size = max(last.box[2] - last.box[0], last.box[3] - last.box[1])
         shift = float(np.hypot((obs.box[0] + obs.box[2] - last.box[0] - last.box[2]) / 2,
                                (obs.box[1] + obs.box[3] - last.box[1] - last.box[3]) / 2))
         if shift <= 2.0 * size and distance <= self.strict_distance:
-            return distance
+            return distance, True
         return None

@@ -236,6 +236,37 @@ def test_someone_taking_a_persons_place_is_split_off_their_track() -> None:
     assert later[-1].identity is None
 
 
+def test_a_look_alike_who_returns_to_the_place_after_a_gap_is_split_at_the_gap() -> None:
+    # Single faces of the look-alike are from 0.26 to 0.46 from person 0 (so one of them is
+    # always within split_distance: face by face they pass), their template 0.36 (beyond it).
+    tracker = Tracker(link_distance=0.6, strict_distance=0.5, max_gap_s=1.5, max_reuse_s=0.35,
+                      split_distance=0.3, seam_distance=0.3, drift_faces=3)
+    box = (0, 0, 50, 50)
+    first = [tracker.update(i / 10, [obs(i, box, CENTRES[0])])[0][0] for i in range(10)]
+    direction = away_from_person_0(0.46) - CENTRES[0]
+    look_alike = [unit(CENTRES[0] + direction * k) for k in (1.0, 0.56, 0.78)]
+    later = [tracker.update(2.0 + i / 10, [obs(20 + i, box, face)])[0][0]
+             for i, face in enumerate(look_alike)]
+    assert later[0] is first[0] and later[1] is first[0]  # linked after the gap
+    assert later[2] is not first[0] and later[2].identity is None  # split at the third face
+    assert [o.frame for o in first[0].observations] == list(range(10))
+    assert [o.frame for o in later[2].observations] == [20, 21, 22]
+    assert tracker.splits == [(first[0], later[2])]
+
+
+def test_the_same_person_after_a_gap_stays_one_track() -> None:
+    tracker = Tracker(link_distance=0.6, strict_distance=0.5, max_gap_s=1.5, max_reuse_s=0.35,
+                      split_distance=0.3, seam_distance=0.3, drift_faces=3)
+    box = (0, 0, 50, 50)
+    tracks = [tracker.update(i / 10, [obs(i, box, near(0, spread=0.15))])[0][0]
+              for i in [*range(10), *range(20, 25)]]  # a second's gap
+    assert [seam.frame for seam in tracks[0].seams] == [20]  # joined on its embedding there
+    tracks += [tracker.update(i / 10, [obs(i, box, near(0, spread=0.15))])[0][0]
+               for i in range(25, 40)]
+    assert all(track is tracks[0] for track in tracks) and not tracker.splits
+    assert tracks[0].seams == []  # settled after twelve good faces
+
+
 def test_one_persons_faces_are_never_split() -> None:
     tracker = Tracker(link_distance=2.0, strict_distance=2.0, max_gap_s=1.0,
                       split_distance=0.3, drift_faces=3)
