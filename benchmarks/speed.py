@@ -71,6 +71,24 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """All CPU time of the machine and the part of it stolen by the hypervisor (Linux's
+    /proc/stat, in ticks); ``None`` where there is no such file."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def stolen(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str:
+    """The share of the machine's CPU time a virtual machine's host took between two
+    :func:`cpu_ticks` readings: wall times grow with it, CPU seconds do not."""
+    if before is None or after is None or after[0] <= before[0]:
+        return "steal unknown"
+    return f"{100 * (after[1] - before[1]) / (after[0] - before[0]):.0f} % of the CPU stolen"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (1 when an analyzer raised)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__,
@@ -104,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpus: dict[str, list[float]] = {system: [] for system, _ in compared}
     scored: dict[str, Scores | None] = {}
     errors = 0
-    before = load()
+    before, ticks = load(), cpu_ticks()
     for round_number in range(1, args.repeat + 1):
         for system, analyzer in compared:
             print(f"timing {system} on {video.name} ({truth.duration_s:.1f} s of video), run "
@@ -128,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"video: {video} ({truth.width}x{truth.height}, {truth.fps:g} fps, "
           f"{truth.duration_s:.1f} s, {len(truth.persons)} persons)")
-    print(f"machine: {os.cpu_count()} cores; {before} before, {load()} after")
+    print(f"machine: {os.cpu_count()} cores; {before} before, {load()} after; "
+          f"{stolen(ticks, cpu_ticks())} by the host during the runs")
     print(format_table(("system", *Scores.HEADER, "wall s", "cpu s", "real-time",
                         "each run's wall s"), rows))
     for system, factor in factors.items():

@@ -14,6 +14,7 @@ from benchmarks.scoring import (
     merge_intervals,
     score,
 )
+from benchmarks.speed import cpu_ticks, stolen
 from benchmarks.synthetic import Box, FrameTruth, GroundTruth, TruthFace, load_truth, truth_path
 from stream.identity.track import box_iou
 
@@ -270,3 +271,11 @@ def test_a_true_absence_shorter_than_the_products_left_after_is_one_appearance(
     truth = GroundTruth("tiny", 320, 240, FPS, frames)
     out = write_output(tmp_path / "out", truth, appearances={"id-D": [(0.0, 4.0)]})
     assert score(out, truth).time_iou == {"D": pytest.approx(1.0)}
+
+
+def test_the_speed_benchmark_says_how_much_cpu_the_host_stole() -> None:
+    assert stolen((1000, 10), (2000, 60)) == "5 % of the CPU stolen"
+    assert stolen(None, (2000, 60)) == "steal unknown"
+    assert stolen((2000, 60), (2000, 60)) == "steal unknown"  # no time passed
+    total, steal = cpu_ticks() or (0, 0)
+    assert total > steal >= 0
