@@ -237,13 +237,16 @@ class Tracker:
         template of the track's good faces before it; seams followed by more good faces than
         that are settled and forgotten."""
         k = self.drift_faces
-        for seam in reversed(track.seams):
-            at = next(i for i, obs in enumerate(track.observations) if obs is seam)
-            after = self._vectors_of_good(track.observations[at:])
+        observations = track.observations
+        for seam in reversed(list(track.seams)):
+            # Seams are recent: look from the end (a track may last hours).
+            at = len(observations) - 1 - next(i for i, obs in enumerate(reversed(observations))
+                                               if obs is seam)
+            after = self._vectors_of_good(observations[at:])
             if len(after) > SEAM_FACES:
                 track.seams.remove(seam)
                 continue
-            before = self._vectors_of_good(track.observations[max(0, at - DRIFT_WINDOW):at])
+            before = self._vectors_of_good(observations[max(0, at - DRIFT_WINDOW):at])
             if (len(after) >= k and len(before) >= k and float(
                     np.linalg.norm(template(after) - template(before))) > self.seam_distance):
                 return self._split_at(track, at)

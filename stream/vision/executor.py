@@ -25,7 +25,7 @@ from stream.vision.embed import Embedder
 from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedder
 
 SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
-_Embedded = tuple["FloatArray", "FloatArray", "FloatArray"]  # vectors, sharpness, brightness
+_Embedded = tuple[FloatArray, FloatArray, FloatArray]  # vectors, sharpness, brightness
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 # "Changed": a cell of 8x8 detection pixels whose mean grey level moved by more than this since
