@@ -265,48 +265,52 @@ class VisionWorker:
         come from several sources).
 
         ``skip_embedding`` may name faces whose embedding is not needed (it is called once per
-        frame, after detection). On the CPU a frame's faces are embedded on the worker's
-        threads while the next frames are detected; on a GPU all faces of the batch go in one
-        pass.
+        frame, after detection). On the CPU with ONNX Runtime a frame's faces are embedded on
+        the worker's threads while the next frames are detected; otherwise after the batch's
+        detection (on a GPU in one pass).
         ``sharpness_baselines``: each frame's source's (one object per source), for the
         relative blur gate; they also name the sources, whose frames may then skip the
         full-frame detector (see ``full_detection_every_s``).
         """
         baselines = sharpness_baselines or [SharpnessBaseline() for _ in frames]
         wanted: list[npt.NDArray[np.bool_]] = [np.zeros(0, np.bool_)] * len(frames)
-        queued: list[tuple[list[int], Future[_Embedded] | None]] = []  # frames, their part
-        later: list[int] = []  # without a pool: embedded in one pass after the detection
+        queued: list[tuple[list[int], Future[_Embedded] | _Embedded]] = []  # frames, their part
+        # ONNX Runtime's threads sleep when idle, so the pool embeds one frame's faces while
+        # this thread detects the next. Torch's OpenMP threads spin: beside them detection got
+        # slower (speed benchmark: 17 s against 12.6), so with torch, and on a GPU (one pass
+        # for the whole batch), the faces are embedded after the batch's detection.
+        overlap = self._pool is not None and self.backend == "onnx"
+        later: list[int] = []
         with torch.inference_mode():
             small, source_width = self._detection_batch(frames)
             gains = exposure_gains(small)
             detected: dict[int, Faces] = {}
 
-            def job(i: int) -> tuple[Frame, Faces, float]:
-                return frames[i], detected[i].select(wanted[i]), float(gains[i])
+            def queue(busy: list[int]) -> None:
+                for run in split([int(wanted[i].sum()) for i in busy], self.threads):
+                    indices = [busy[k] for k in run]
+                    jobs = [(frames[i], detected[i].select(wanted[i]), float(gains[i]))
+                            for i in indices]
+                    queued.append((indices, self._pool.submit(self._embed_in_pool, jobs)
+                                   if self._pool is not None else self._embed(jobs)))
 
             def embed_soon(wave: dict[int, Faces]) -> None:
-                # On the CPU's pool a wave's faces are embedded while the next wave is detected
-                # (one source's frames are detected one after the other); a GPU takes the whole
-                # batch's faces in one pass.
                 detected.update(wave)
                 for i, faces in wave.items():
                     wanted[i] = (~skip_embedding(frames[i], faces) if skip_embedding is not None
                                  else np.ones(len(faces), np.bool_))
                 busy = [i for i in wave if wanted[i].any()]
-                if self._pool is None:
+                if overlap:
+                    queue(busy)
+                else:
                     later.extend(busy)
-                    return
-                for run in split([int(wanted[i].sum()) for i in busy], self.threads):
-                    indices = [busy[k] for k in run]
-                    queued.append((indices, self._pool.submit(self._embed_in_pool,
-                                                              [job(i) for i in indices])))
 
             found = self._detect(frames, apply_gain(small, gains), source_width, baselines,
                                  embed_soon)
             if later:
-                queued.append((sorted(later), None))
-            parts = [(indices, part.result() if part is not None
-                      else self._embed([job(i) for i in indices])) for indices, part in queued]
+                queue(sorted(later))
+            parts = [(indices, part.result() if isinstance(part, Future) else part)
+                     for indices, part in queued]
         dim = self.embedder.dim
         by_frame: dict[int, _Embedded] = {}
         for indices, (vectors, sharpness, brightness) in parts:
