@@ -158,3 +158,26 @@ def test_frames_detected_and_embedded_side_by_side_give_what_one_thread_gives(
         assert np.allclose(a.faces.boxes, b.faces.boxes, atol=1e-2)
         assert np.allclose(a.embeddings, b.embeddings, atol=1e-4)
         assert np.allclose(a.sharpness, b.sharpness, rtol=1e-4)
+
+
+def test_one_sources_frames_embedded_while_the_next_is_detected_give_what_one_thread_gives(
+        weights: None) -> None:
+    from stream.vision.models import fetch
+
+    samples = fetch("face-api-samples")
+    frames = [Frame(i, i / 10, np.array(Image.open(samples / f"sample{i + 1}.jpg")
+                                        .convert("RGB").resize((960, 640))))
+              for i in range(4)]
+    # One source, the near search on: its frames are detected one after the other, and with
+    # two threads (ONNX Runtime) each frame's faces are embedded while the next is detected.
+    one, two = (VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), threads=n,
+                             backend="onnx", full_detection_every_s=EVERY_S) for n in (1, 2))
+    alone = one.process(frames, None, [SharpnessBaseline()] * len(frames))
+    overlapped = two.process(frames, None, [SharpnessBaseline()] * len(frames))
+    assert sum(len(found.faces) for found in alone) >= 8
+    for a, b in zip(alone, overlapped, strict=True):
+        assert a.frame is b.frame and len(a.faces) == len(b.faces)
+        assert a.embedded.all() and b.embedded.all()
+        assert np.allclose(a.embeddings, b.embeddings, atol=1e-4)
+        assert np.allclose(a.sharpness, b.sharpness, rtol=1e-4)
+        assert a.good.tolist() == b.good.tolist()
