@@ -55,20 +55,17 @@ class Track:
         """The observations whose embedding was computed (a track always starts with one)."""
         return [obs for obs in self.observations if obs.embedding is not None]
 
-    def _vectors(self, observations: list[Observation]) -> list[FloatArray]:
-        return [obs.embedding for obs in observations if obs.embedding is not None]
-
     def embeddings(self, *, good_only: bool) -> FloatArray:
         """Computed embeddings (M, D), of all observations or of those that passed the gate."""
-        vectors = self._vectors([obs for obs in self.observations if obs.good or not good_only])
+        vectors = vectors_of(self.observations, good_only=good_only)
         if not vectors:
-            dim = self._vectors(self.observations)[0].shape[0]
+            dim = vectors_of(self.observations)[0].shape[0]
             return np.zeros((0, dim), np.float32)
         return np.stack(vectors)
 
     def recent_embedding(self, count: int = 5) -> FloatArray:
         """Unit mean of the last ``count`` computed embeddings: what the face looks like now."""
-        return template(self._vectors(self.observations)[-count:])
+        return template(vectors_of(self.observations)[-count:])
 
     def person_span(self, min_score: float, threshold: float | None
                     ) -> tuple[Observation, Observation] | None:
@@ -77,8 +74,8 @@ class Track:
         embedding is within it of the template of the track's recent good faces that it is
         sure of (a hand or a dress that joined the track is far from it). ``None`` when the
         detector is sure of none of its faces."""
-        good = self._vectors([obs for obs in self.observations[-DRIFT_WINDOW:]
-                              if obs.good and obs.score >= min_score])
+        good = vectors_of([obs for obs in self.observations[-DRIFT_WINDOW:]
+                           if obs.good and obs.score >= min_score])
         centre = template(good) if good and threshold is not None else None
 
         def theirs(obs: Observation) -> bool:
@@ -92,6 +89,12 @@ class Track:
             return None
         last = next(obs for obs in reversed(self.observations) if theirs(obs))
         return first, last
+
+
+def vectors_of(observations: list[Observation], *, good_only: bool = False) -> list[FloatArray]:
+    """The computed embeddings of ``observations`` (of those that passed the gate)."""
+    return [obs.embedding for obs in observations
+            if obs.embedding is not None and (obs.good or not good_only)]
 
 
 def template(vectors: FloatArray | list[FloatArray]) -> FloatArray:
@@ -218,7 +221,7 @@ class Tracker:
         good = [obs for obs in track.observations[-DRIFT_WINDOW:]
                 if obs.good and obs.embedding is not None]
         k = self.drift_faces
-        vectors = [obs.embedding for obs in good if obs.embedding is not None]
+        vectors = vectors_of(good)
         best: tuple[float, int] | None = None
         for cut in range(max(k, len(good) - k), len(good) - 1):
             before = template(vectors[:cut])
@@ -242,19 +245,16 @@ class Tracker:
             # Seams are recent: look from the end (a track may last hours).
             at = len(observations) - 1 - next(i for i, obs in enumerate(reversed(observations))
                                                if obs is seam)
-            after = self._vectors_of_good(observations[at:])
+            after = vectors_of(observations[at:], good_only=True)
             if len(after) > SEAM_FACES:
                 track.seams.remove(seam)
                 continue
-            before = self._vectors_of_good(observations[max(0, at - DRIFT_WINDOW):at])
+            before = vectors_of(observations[max(0, at - DRIFT_WINDOW):at],
+                                good_only=True)
             if (len(after) >= k and len(before) >= k and float(
                     np.linalg.norm(template(after) - template(before))) > self.seam_distance):
                 return self._split_at(track, at)
         return None
-
-    @staticmethod
-    def _vectors_of_good(observations: list[Observation]) -> list[FloatArray]:
-        return [obs.embedding for obs in observations if obs.good and obs.embedding is not None]
 
     def _split_at(self, track: Track, at: int) -> Track:
         """A new track of ``track``'s observations from ``at`` on (with their seams)."""

@@ -26,6 +26,7 @@ from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedde
 
 SkipRule = Callable[[Frame, Faces], npt.NDArray[np.bool_]]
 _Embedded = tuple[FloatArray, FloatArray, FloatArray]  # vectors, sharpness, brightness
+_Job = tuple[Frame, Faces, float]  # a frame, its faces to embed, the gain its detection had
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 # "Changed": a cell of 8x8 detection pixels whose mean grey level moved by more than this since
@@ -280,35 +281,36 @@ class VisionWorker:
         # slower (speed benchmark: 17 s against 12.6), so with torch, and on a GPU (one pass
         # for the whole batch), the faces are embedded after the batch's detection.
         overlap = self._pool is not None and self.backend == "onnx"
-        later: list[int] = []
+        later: dict[int, _Job] = {}
         with torch.inference_mode():
             small, source_width = self._detection_batch(frames)
             gains = exposure_gains(small)
-            detected: dict[int, Faces] = {}
 
-            def queue(busy: list[int]) -> None:
-                for run in split([int(wanted[i].sum()) for i in busy], self.threads):
-                    indices = [busy[k] for k in run]
-                    jobs = [(frames[i], detected[i].select(wanted[i]), float(gains[i]))
-                            for i in indices]
-                    queued.append((indices, self._pool.submit(self._embed_in_pool, jobs)
-                                   if self._pool is not None else self._embed(jobs)))
+            def queue(jobs: dict[int, _Job]) -> None:
+                """The jobs (by frame index) on the pool's threads, in runs of equal faces."""
+                indices = list(jobs)
+                for run in split([len(jobs[i][1]) for i in indices], self.threads):
+                    part = [jobs[indices[k]] for k in run]
+                    queued.append(([indices[k] for k in run],
+                                   self._pool.submit(self._embed_in_pool, part)
+                                   if self._pool is not None else self._embed(part)))
 
             def embed_soon(wave: dict[int, Faces]) -> None:
-                detected.update(wave)
+                jobs = {}
                 for i, faces in wave.items():
                     wanted[i] = (~skip_embedding(frames[i], faces) if skip_embedding is not None
                                  else np.ones(len(faces), np.bool_))
-                busy = [i for i in wave if wanted[i].any()]
+                    if wanted[i].any():
+                        jobs[i] = (frames[i], faces.select(wanted[i]), float(gains[i]))
                 if overlap:
-                    queue(busy)
+                    queue(jobs)
                 else:
-                    later.extend(busy)
+                    later.update(jobs)
 
             found = self._detect(frames, apply_gain(small, gains), source_width, baselines,
                                  embed_soon)
             if later:
-                queue(sorted(later))
+                queue(dict(sorted(later.items())))
             parts = [(indices, part.result() if isinstance(part, Future) else part)
                      for indices, part in queued]
         dim = self.embedder.dim
@@ -389,7 +391,7 @@ class VisionWorker:
 
         return [result for part in self._pool.map(run, runs) for result in part]
 
-    def _embed(self, jobs: list[tuple[Frame, Faces, float]]) -> _Embedded:
+    def _embed(self, jobs: list[_Job]) -> _Embedded:
         """Vectors, sharpness and brightness of the faces of ``jobs`` (frame, faces, the gain
         its detection had), in order."""
         chips = torch.cat([apply_gain(self.embedder.chips(self._full_image(frame), faces), gain)
@@ -397,7 +399,7 @@ class VisionWorker:
         sharpness, brightness = self._grade(chips)
         return self.embedder.embed_chips(chips), sharpness, brightness
 
-    def _embed_in_pool(self, jobs: list[tuple[Frame, Faces, float]]) -> _Embedded:
+    def _embed_in_pool(self, jobs: list[_Job]) -> _Embedded:
         with torch.inference_mode():
             return self._embed(jobs)
 

@@ -140,14 +140,19 @@ def test_work_is_split_into_contiguous_runs_of_about_equal_weight(weights: list[
         assert len(runs) == min(parts, len(weights))  # equal items: every thread gets some
 
 
-def test_frames_detected_and_embedded_side_by_side_give_what_one_thread_gives(
-        weights: None) -> None:
+def sample_frames() -> list[Frame]:
+    """Four frames 0.1 s apart: the first four real photos of the face-api package."""
     from stream.vision.models import fetch
 
     samples = fetch("face-api-samples")
-    frames = [Frame(i, i / 10, np.array(Image.open(samples / f"sample{i + 1}.jpg")
-                                        .convert("RGB").resize((960, 640))))
-              for i in range(4)]
+    return [Frame(i, i / 10, np.array(Image.open(samples / f"sample{i + 1}.jpg")
+                                      .convert("RGB").resize((960, 640))))
+            for i in range(4)]
+
+
+def test_frames_detected_and_embedded_side_by_side_give_what_one_thread_gives(
+        weights: None) -> None:
+    frames = sample_frames()
     one = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), threads=1)
     two = VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), threads=2)
     alone, side_by_side = one.process(frames), two.process(frames)
@@ -162,12 +167,7 @@ def test_frames_detected_and_embedded_side_by_side_give_what_one_thread_gives(
 
 def test_one_sources_frames_embedded_while_the_next_is_detected_give_what_one_thread_gives(
         weights: None) -> None:
-    from stream.vision.models import fetch
-
-    samples = fetch("face-api-samples")
-    frames = [Frame(i, i / 10, np.array(Image.open(samples / f"sample{i + 1}.jpg")
-                                        .convert("RGB").resize((960, 640))))
-              for i in range(4)]
+    frames = sample_frames()
     # One source, the near search on: its frames are detected one after the other, and with
     # two threads (ONNX Runtime) each frame's faces are embedded while the next is detected.
     one, two = (VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), threads=n,
