@@ -3,11 +3,15 @@ refined by its second look at the whole video, and the live path, ``run`` on the
 as a live camera) and the baseline on every benchmark scenario, and score them.
 
 ``python -m benchmarks.accuracy [--only NAME ...] [--skip-baseline] [--skip-live]
-[--live-fps FPS] [--dir DIR]``
+[--live-fps FPS] [--shift-px N] [--dir DIR]``
 
 ``--live-fps`` analyses the live camera at another rate than a camera's default 5 fps: at 10
 (``analyze``'s rate, where live frames get the near-face search and each frame's embeddings are
 decided after the one before) ``lookalikes``, ``cuts``, ``hard-compression`` and ``crowd`` fail.
+
+``--shift-px`` moves every frame the product's detector sees by N pixels (its faces moved
+back): to a person the same video, to the networks a slightly different input. Its people should
+not change; see the README's "Robustness" for what they do.
 
 Videos are rendered once into ``$FACESTREAM_BENCH_DIR`` (default ``benchmarks/.cache/``); outputs
 go to ``<dir>/runs/<scenario>/<system>/``. Exits 1 when the product (refined, or live) misses a
@@ -26,8 +30,14 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
+import torch
+
 from benchmarks.scoring import Scores, format_table, score
 from benchmarks.synthetic import BENCHMARK_SCENARIOS, GroundTruth, build
+from stream.config import EngineSettings
+from stream.types import Faces
+from stream.vision.detect import MtcnnDetector
+from stream.vision.executor import VisionWorker
 
 Analyzer = Callable[[Path, Path], object]
 JUDGED = ("product refined", "live")  # the systems the targets are for
@@ -39,23 +49,75 @@ def bench_dir() -> Path:
     return Path(configured) if configured else Path(__file__).resolve().parent / ".cache"
 
 
-def systems(skip_baseline: bool, skip_live: bool = False,
-            live_fps: float | None = None) -> list[tuple[str, Analyzer]]:
+class ShiftedDetector:
+    """``detector`` seeing every image moved ``pixels`` right and down, the faces it finds
+    moved back: the same video to a person, a slightly different input to the networks. A
+    product whose people change under it decides them by chance."""
+
+    def __init__(self, detector: MtcnnDetector, pixels: int) -> None:
+        self.detector, self.pixels = detector, pixels
+        self.detect_width = detector.detect_width
+
+    def detect(self, images: torch.Tensor, *, source_width: int | None = None) -> list[Faces]:
+        """The faces of ``images`` moved, moved back."""
+        found = self.detector.detect(self._moved(images), source_width=source_width)
+        return [self._by(faces, -self._offset(images, source_width)) for faces in found]
+
+    def detect_near(self, images: torch.Tensor, near: Sequence[Faces], *,
+                    source_width: int | None = None) -> list[Faces]:
+        """The faces of ``images`` moved, found near ``near`` moved, moved back."""
+        offset = self._offset(images, source_width)
+        found = self.detector.detect_near(self._moved(images),
+                                          [self._by(faces, offset) for faces in near],
+                                          source_width=source_width)
+        return [self._by(faces, -offset) for faces in found]
+
+    def _moved(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` moved right and down, their first row and column repeated into the gap
+        (as the image goes on; a black band would be an edge the video does not have)."""
+        rows = (torch.arange(images.shape[2]) - self.pixels).clamp(min=0).to(images.device)
+        columns = (torch.arange(images.shape[3]) - self.pixels).clamp(min=0).to(images.device)
+        return images[:, :, rows][:, :, :, columns].contiguous()
+
+    def _offset(self, images: torch.Tensor, source_width: int | None) -> float:
+        """The move in frame pixels (the images may be copies shrunk from wider frames)."""
+        return self.pixels * (source_width or images.shape[3]) / images.shape[3]
+
+    @staticmethod
+    def _by(faces: Faces, offset: float) -> Faces:
+        return Faces(faces.boxes + offset, faces.scores, faces.landmarks + offset)
+
+
+def shifted_worker(engine: EngineSettings, pixels: int) -> VisionWorker:
+    """The models ``engine`` asks for, their detector seeing frames moved by ``pixels``."""
+    worker = VisionWorker.from_settings(engine)
+    assert isinstance(worker.detector, MtcnnDetector)
+    worker.detector = ShiftedDetector(worker.detector, pixels)
+    return worker
+
+
+def systems(skip_baseline: bool, skip_live: bool = False, live_fps: float | None = None,
+            shift_px: int = 0) -> list[tuple[str, Analyzer]]:
     """The analyzers to compare: the product's file path as decided online (what ``run``
     says) and refined (the report's second look, what ``analyze`` reports), its live path
     (unless skipped; a camera's 5 analysed fps, or ``live_fps``), then (unless skipped) the
-    seed-design baseline."""
+    seed-design baseline. ``shift_px``: the product's detector sees frames moved that far
+    (:class:`ShiftedDetector`)."""
     from stream.config import AnalyzeConfig
     from stream.pipeline.file import analyze_video
 
+    file_worker = shifted_worker(AnalyzeConfig().engine, shift_px) if shift_px else None
     found: list[tuple[str, Analyzer]] = [
-        ("product online", partial(analyze_video, config=AnalyzeConfig(refine=False))),
-        ("product refined", analyze_video)]
+        ("product online", partial(analyze_video, config=AnalyzeConfig(refine=False),
+                                   worker=file_worker)),
+        ("product refined", partial(analyze_video, worker=file_worker))]
     if not skip_live:
-        from benchmarks.live_accuracy import analyze_live
+        from benchmarks.live_accuracy import SAMPLE_FPS, analyze_live, live_config
 
-        found.append(("live", analyze_live if live_fps is None
-                      else partial(analyze_live, sample_fps=live_fps)))
+        fps = live_fps or SAMPLE_FPS
+        live_worker = (shifted_worker(live_config(Path(), fps).engine, shift_px) if shift_px
+                       else None)
+        found.append(("live", partial(analyze_live, sample_fps=fps, worker=live_worker)))
     if not skip_baseline:
         from benchmarks.baseline import analyze_baseline
 
@@ -109,13 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None,
                         help="cache directory (default: $FACESTREAM_BENCH_DIR or "
                         "benchmarks/.cache)")
+    parser.add_argument("--shift-px", type=int, default=0, metavar="N",
+                        help="the product's detector sees every frame moved N pixels right and "
+                        "down (a robustness check: its people should not change)")
     args = parser.parse_args(argv)
 
     directory: Path = args.dir or bench_dir()
     names: list[str] = args.only or list(BENCHMARK_SCENARIOS)
     if args.live_fps is not None and not 0 < args.live_fps <= 30:
         parser.error(f"--live-fps must be above 0 and at most 30, got {args.live_fps:g}")
-    compared = systems(args.skip_baseline, args.skip_live, args.live_fps)
+    if not 0 <= args.shift_px <= 16:
+        parser.error(f"--shift-px must be 0 to 16, got {args.shift_px}")
+    compared = systems(args.skip_baseline, args.skip_live, args.live_fps, args.shift_px)
 
     rows: list[list[str]] = []
     product_failures: list[str] = []

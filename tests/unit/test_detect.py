@@ -189,3 +189,40 @@ def test_looking_near_known_faces_finds_them_again_where_they_moved() -> None:
     assert len(clear) and (overlaps.max(axis=1) >= 0.8).all()
     (nothing,) = detector().detect_near(frames, [Faces.empty()])  # nowhere to look
     assert len(nothing) == 0
+
+
+def box_offsets(moved: list[Faces], plain: list[Faces]) -> npt.NDArray[np.float64]:
+    """The mean box-corner offset (x, y) of the moved face found on each clear plain face
+    (score >= 0.99; each must be found, overlapping by IoU >= 0.7)."""
+    offsets = []
+    for a, b in zip(moved, plain, strict=True):
+        clear = b.boxes[b.scores >= 0.99]
+        assert len(clear) > 0 and len(a) > 0
+        overlaps = iou(clear, a.boxes)
+        assert (overlaps.max(axis=1) >= 0.7).all()
+        offsets.append((a.boxes[overlaps.argmax(axis=1)] - clear).reshape(-1, 2, 2).mean(axis=1))
+    return np.concatenate(offsets)
+
+
+def test_the_robustness_benchmarks_moved_frames_give_the_faces_where_they_are() -> None:
+    from benchmarks.accuracy import ShiftedDetector
+
+    frames = photos()
+    plain = detector().detect(frames)
+    # Moved 12 px: not moved back, every face would be about 12 px right and down; moved
+    # back, the detector's own jitter is left (a few pixels, partly shared by all the faces:
+    # the PNet grid lies differently on the image).
+    moved = ShiftedDetector(detector(), 12).detect(frames)
+    assert np.abs(np.median(box_offsets(moved, plain), axis=0)).max() < 4.0
+    near = ShiftedDetector(detector(), 12).detect_near(frames, plain)
+    assert np.abs(np.median(box_offsets(near, plain), axis=0)).max() < 4.0
+    # The decoder's 640-wide copy moved 8 px is the full frame moved 12 px: the same faces.
+    copies = torch.nn.functional.interpolate(frames, size=(427, 640), mode="area")
+    for a, b in zip(ShiftedDetector(detector(), 8).detect(copies, source_width=WIDTH), moved,
+                    strict=True):
+        assert np.allclose(a.boxes, b.boxes, atol=1e-3)
+        assert np.allclose(a.landmarks, b.landmarks, atol=1e-3)
+    # The gap is filled with the image's first row and column, not black.
+    tiny = torch.arange(12, dtype=torch.uint8).view(1, 1, 3, 4)
+    assert ShiftedDetector(detector(), 1)._moved(tiny).tolist() == [[[
+        [0, 0, 1, 2], [0, 0, 1, 2], [4, 4, 5, 6]]]]
