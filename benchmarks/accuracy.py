@@ -106,18 +106,17 @@ def systems(skip_baseline: bool, skip_live: bool = False, live_fps: float | None
     from stream.config import AnalyzeConfig
     from stream.pipeline.file import analyze_video
 
-    file_worker = shifted_worker(AnalyzeConfig().engine, shift_px) if shift_px else None
+    # analyze and run have the same engine settings: one set of shifted models serves both.
+    worker = shifted_worker(EngineSettings(), shift_px) if shift_px else None
     found: list[tuple[str, Analyzer]] = [
         ("product online", partial(analyze_video, config=AnalyzeConfig(refine=False),
-                                   worker=file_worker)),
-        ("product refined", partial(analyze_video, worker=file_worker))]
+                                   worker=worker)),
+        ("product refined", partial(analyze_video, worker=worker))]
     if not skip_live:
-        from benchmarks.live_accuracy import SAMPLE_FPS, analyze_live, live_config
+        from benchmarks.live_accuracy import SAMPLE_FPS, analyze_live
 
-        fps = live_fps or SAMPLE_FPS
-        live_worker = (shifted_worker(live_config(Path(), fps).engine, shift_px) if shift_px
-                       else None)
-        found.append(("live", partial(analyze_live, sample_fps=fps, worker=live_worker)))
+        found.append(("live", partial(analyze_live, sample_fps=live_fps or SAMPLE_FPS,
+                                      worker=worker)))
     if not skip_baseline:
         from benchmarks.baseline import analyze_baseline
 

@@ -13,43 +13,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from stream.config import CameraConfig, EventSettings, ServerSettings, ServiceConfig
+from stream.config import (
+    CameraConfig,
+    EngineSettings,
+    EventSettings,
+    ServerSettings,
+    ServiceConfig,
+)
 from stream.service.app import serve
 from stream.sources import probe
 from stream.vision.executor import VisionWorker
 
 CAMERA = "bench"
 SAMPLE_FPS = 5.0  # a camera's default
-_workers: dict[str, VisionWorker] = {}
+
+
+@cache
+def service_worker() -> VisionWorker:
+    """The models of the service's default engine settings, loaded once."""
+    return VisionWorker.from_settings(EngineSettings())
 
 
 def analyze_live(video: Path, out: Path, *, sample_fps: float = SAMPLE_FPS,
                  worker: VisionWorker | None = None) -> None:
     """Play ``video`` live (its own frame rate, newest frame wins, ``sample_fps`` analysed)
     through the real service and write ``out/report.json`` and ``out/detections.jsonl`` from
-    the events it published. ``worker``: these models (default: the service's, loaded once)."""
-    config = live_config(video, sample_fps)
-    if worker is None:
-        if "worker" not in _workers:
-            _workers["worker"] = VisionWorker.from_settings(config.engine)
-        worker = _workers["worker"]
-    events = asyncio.run(_collect(config, worker))
+    the events it published. ``worker``: these models (default: :func:`service_worker`)."""
+    config = ServiceConfig(
+        cameras=[CameraConfig(name=CAMERA, url=str(video), sample_fps=sample_fps)],
+        server=ServerSettings(port=0), events=EventSettings(replay=10000))
+    events = asyncio.run(_collect(config, worker or service_worker()))
     (out / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     fps = probe(video).fps
     write_output(out, events, fps=fps, half_step=0.5 / sample_fps)
-
-
-def live_config(video: Path, sample_fps: float = SAMPLE_FPS) -> ServiceConfig:
-    """The service's configuration for ``video`` played as one live camera."""
-    return ServiceConfig(
-        cameras=[CameraConfig(name=CAMERA, url=str(video), sample_fps=sample_fps)],
-        server=ServerSettings(port=0), events=EventSettings(replay=10000))
 
 
 async def _collect(config: ServiceConfig, worker: VisionWorker) -> list[dict[str, Any]]:
