@@ -117,7 +117,7 @@ def mtcnn_nets(device: torch.device, *, allow_export: bool = True, threads: int 
     ran ONet on 6 crops (the few around known faces) in a fifteenth of torch's CPU time and on 64
     in under half: its threads do not spin."""
     model = _exported(models.onnx_model_name("mtcnn"), allow_export=allow_export)
-    pnet, rnet, onet = (OnnxNet(model.path(f"{stage}.onnx"), device, threads)
+    pnet, rnet, onet = (OnnxNet(model.path(models.mtcnn_onnx_file(stage)), device, threads)
                         for stage in models.MTCNN_STAGES)
     return pnet, rnet, onet
 

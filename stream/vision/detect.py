@@ -14,16 +14,19 @@ on channels-last tensors. Everything stays on the device until the final per-ima
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F  # noqa: N812
-from torchvision.ops import batched_nms
 
 from stream.types import Faces
+
+if TYPE_CHECKING:
+    from facenet_pytorch import MTCNN
 
 # MTCNN's input normalisation: (x - 127.5) / 128.
 _MEAN = 127.5
@@ -33,6 +36,10 @@ Net = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 # PNet's output grid: one cell every 2 pixels, each looking at a 12-pixel window.
 _STRIDE = 2
 _CELL = 12
+# Each pyramid level is this much smaller than the one before (facenet's default).
+_FACTOR = 0.709
+# Boxes the CPU's NMS compares with all later ones at a time (bounds its memory).
+_NMS_BLOCK = 256
 
 
 class FaceDetector(Protocol):
@@ -77,8 +84,6 @@ class MtcnnDetector:
                  # no face lost on the benchmarks.
                  thresholds: tuple[float, float, float] = (0.7, 0.7, 0.7),
                  nets: tuple[Net, Net, Net] | None = None) -> None:
-        from facenet_pytorch import MTCNN
-
         if detect_width is not None and detect_width < 64:
             raise ValueError(f"detect_width must be at least 64 pixels, got {detect_width}")
         if min_face_px < 12:
@@ -87,9 +92,17 @@ class MtcnnDetector:
         self.detect_width = detect_width
         self.min_face_px = min_face_px
         self.thresholds = list(thresholds)
-        self.mtcnn = MTCNN(keep_all=True, device=device).eval()
-        self.nets: tuple[Net, Net, Net] = nets or (self.mtcnn.pnet, self.mtcnn.rnet,
-                                                   self.mtcnn.onet)
+        # facenet's torch networks are loaded only when they run: importing facenet-pytorch
+        # imports torchvision, seconds of start-up the ONNX backend does without.
+        self.nets: tuple[Net, Net, Net] = nets or (self.facenet.pnet, self.facenet.rnet,
+                                                   self.facenet.onet)
+
+    @functools.cached_property
+    def facenet(self) -> MTCNN:
+        """facenet-pytorch's MTCNN, with the torch P-, R- and O-Net."""
+        from facenet_pytorch import MTCNN
+
+        return MTCNN(keep_all=True, device=self.device).eval()
 
     def detect(self, images: torch.Tensor, *, source_width: int | None = None) -> list[Faces]:
         """One :class:`Faces` per image of ``images`` (B, 3, H, W) uint8 or float 0..255, in the
@@ -106,7 +119,7 @@ class MtcnnDetector:
             small = small.float()
         with torch.inference_mode():
             found = _detect_batch(small.to(self.device), min_size, self.nets,
-                                  self.thresholds, float(self.mtcnn.factor))
+                                  self.thresholds, _FACTOR)
         return [faces.scaled(scale) if scale != 1.0 else faces for faces in found]
 
     def detect_near(self, images: torch.Tensor, near: Sequence[Faces], *,
@@ -138,8 +151,8 @@ class MtcnnDetector:
         small, scale, min_size = self._prepare(images.float())
         with torch.inference_mode():
             batch_boxes, batch_points = detect_face(
-                small.permute(0, 2, 3, 1), min_size, self.mtcnn.pnet, self.mtcnn.rnet,
-                self.mtcnn.onet, self.thresholds, self.mtcnn.factor, self.device)
+                small.permute(0, 2, 3, 1), min_size, self.facenet.pnet, self.facenet.rnet,
+                self.facenet.onet, self.thresholds, _FACTOR, self.device)
         result = []
         for boxes, points in zip(batch_boxes, batch_points, strict=True):
             found = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
@@ -402,6 +415,47 @@ def _crops(integral: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
     channels = integral.shape[1]
     crops = _normalise(total / area).reshape(len(boxes), size, size, channels)
     return boxes, inds, crops.permute(0, 3, 1, 2)
+
+
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
+                threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression within each group, as torchvision's ``batched_nms``: the
+    indices of the (N, 4) ``boxes`` kept, best score first; a box goes when its IoU with a
+    better one kept in its group is over ``threshold``. On a GPU it is torchvision's, the boxes
+    staying there; on the CPU a numpy one that keeps the same boxes, so that the CPU path never
+    imports torchvision (2.3 s of every start-up on the 2-core machine)."""
+    if boxes.device.type != "cpu":
+        from torchvision.ops import batched_nms as on_device
+
+        kept: torch.Tensor = on_device(boxes, scores, groups, threshold)
+        return kept
+    return torch.from_numpy(_greedy_nms(boxes.float().numpy(), scores.float().numpy(),
+                                        groups.numpy(), threshold))
+
+
+def _greedy_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
+                groups: npt.NDArray[np.int64], threshold: float) -> npt.NDArray[np.int64]:
+    """:func:`batched_nms` in numpy: the overlaps of a block of boxes with all later ones at
+    once, then a pass down the block (torchvision's arithmetic, in float32)."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
+    group = groups[order]
+    area = (x2 - x1) * (y2 - y1)
+    alive = np.ones(len(order), np.bool_)
+    zero, bar = np.float32(0), np.float64(threshold)
+    for start in range(0, len(order), _NMS_BLOCK):
+        block, later = slice(start, start + _NMS_BLOCK), slice(start, None)
+        width = np.maximum(zero, np.minimum(x2[block, None], x2[None, later])
+                           - np.maximum(x1[block, None], x1[None, later]))
+        height = np.maximum(zero, np.minimum(y2[block, None], y2[None, later])
+                            - np.maximum(y1[block, None], y1[None, later]))
+        inter = width * height
+        over = ((inter / (area[block, None] + area[None, later] - inter) > bar)
+                & (group[block, None] == group[None, later]))
+        for row in range(len(over)):
+            if alive[start + row]:
+                alive[start + row + 1:] &= ~over[row, row + 1:]
+    return order[alive].astype(np.int64)
 
 
 def _nms_min(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],

@@ -232,11 +232,10 @@ class VisionWorker:
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
         if detector is None:
-            mtcnn = MtcnnDetector(self.device, detect_width=detect_width,
-                                  min_face_px=min_face_px)
-            if self.backend == "onnx":
-                mtcnn.nets = backends.mtcnn_nets(self.device, threads=net_threads)
-            detector = mtcnn
+            nets = (backends.mtcnn_nets(self.device, threads=net_threads)
+                    if self.backend == "onnx" else None)
+            detector = MtcnnDetector(self.device, detect_width=detect_width,
+                                     min_face_px=min_face_px, nets=nets)
         self.detector: FaceDetector = detector
         if self.backend == "onnx":
             self.embedder = backends.OnnxEmbedder(self.embedder, self.device,

@@ -8,6 +8,7 @@ box and landmark within a pixel, every embedding within 1e-3.
 
 from __future__ import annotations
 
+import copy
 import functools
 import tempfile
 from collections.abc import Callable
@@ -74,7 +75,7 @@ def check(source: str, directory: Path | None = None) -> Agreement:
     directory = directory or model.directory
     photos, found = _sample_faces()
     if source == "mtcnn":
-        pnet, rnet, onet = (backends.OnnxNet(directory / f"{stage}.onnx", CPU)
+        pnet, rnet, onet = (backends.OnnxNet(directory / models.mtcnn_onnx_file(stage), CPU)
                             for stage in models.MTCNN_STAGES)
         exported = MtcnnDetector(CPU, nets=(pnet, rnet, onet))
         worst = 0.0
@@ -119,16 +120,44 @@ def _sample_faces() -> tuple[list[torch.Tensor], list[Faces]]:
     return photos, [detector.detect(photo[None])[0] for photo in photos]
 
 
+class ElementwisePReLU(nn.Module):
+    """A PReLU as ``relu(x) + a * min(x, 0)``: the same numbers, bit for bit (where x > 0 it
+    adds ``a * 0``, elsewhere it is ``0 + a * x``). ONNX Runtime's CPU kernel for ``PRelu`` took
+    a third of MTCNN's time, with a layout conversion around each one; the element-wise form
+    made P-, R- and O-Net about a fifth faster there."""
+
+    slope: torch.Tensor
+
+    def __init__(self, prelu: nn.PReLU) -> None:
+        super().__init__()
+        self.register_buffer("slope", prelu.weight.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slope = self.slope.view(1, -1, *([1] * (x.dim() - 2)))
+        return torch.relu(x) + slope * torch.clamp(x, max=0)
+
+
+def elementwise_prelus(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` with every :class:`torch.nn.PReLU` an :class:`ElementwisePReLU`."""
+    network = copy.deepcopy(network)
+    for module in list(network.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.PReLU):
+                setattr(module, name, ElementwisePReLU(child))
+    return network
+
+
 def _export_mtcnn(directory: Path) -> None:
     from facenet_pytorch import MTCNN
 
     mtcnn = MTCNN(keep_all=True, device=CPU).eval()
-    _export(mtcnn.pnet, directory / "pnet.onnx", (1, 3, 64, 64), ("regression", "probability"),
-            {0: "batch", 2: "height", 3: "width"})
-    _export(mtcnn.rnet, directory / "rnet.onnx", (1, 3, 24, 24), ("regression", "probability"),
-            {0: "batch"})
-    _export(mtcnn.onet, directory / "onet.onnx", (1, 3, 48, 48),
-            ("regression", "landmarks", "probability"), {0: "batch"})
+    shapes = {"pnet": (1, 3, 64, 64), "rnet": (1, 3, 24, 24), "onet": (1, 3, 48, 48)}
+    outputs = {"pnet": ("regression", "probability"), "rnet": ("regression", "probability"),
+               "onet": ("regression", "landmarks", "probability")}
+    for stage in models.MTCNN_STAGES:
+        axes = {0: "batch", 2: "height", 3: "width"} if stage == "pnet" else {0: "batch"}
+        _export(elementwise_prelus(getattr(mtcnn, stage)),
+                directory / models.mtcnn_onnx_file(stage), shapes[stage], outputs[stage], axes)
 
 
 def _export(module: nn.Module, path: Path, shape: tuple[int, ...], outputs: tuple[str, ...],

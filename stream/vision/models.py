@@ -134,9 +134,19 @@ REGISTRY: dict[str, ModelSpec] = {
 # ONNX exports of the networks: their hashes are recorded when they are exported (an export
 # depends on the exporter's version), and checked from then on.
 MTCNN_STAGES = ("pnet", "rnet", "onet")
+# Revision 2 writes MTCNN's PReLUs as plain element-wise operations (stream.vision.export): a
+# cache of revision 1 lacks these files, so its networks are exported again, once.
+MTCNN_ONNX_REVISION = 2
 ONNX_SUFFIX = "-onnx"
+
+
+def mtcnn_onnx_file(stage: str) -> str:
+    """The file of MTCNN's ``stage`` ("pnet", "rnet", "onet") in its ONNX export."""
+    return f"{stage}-r{MTCNN_ONNX_REVISION}.onnx"
+
+
 for _source, _files, _what in (
-        ("mtcnn", tuple(f"{stage}.onnx" for stage in MTCNN_STAGES),
+        ("mtcnn", tuple(mtcnn_onnx_file(stage) for stage in MTCNN_STAGES),
          "MTCNN P-, R- and O-Net (facenet-pytorch's weights)"),
         ("dlib-resnet", ("dlib-resnet.onnx",), "the dlib ResNet embedder"),
         ("faceres", ("faceres.onnx",), "the FaceRes embedder"),

@@ -49,10 +49,11 @@ def test_a_damaged_export_is_refused(exported: None, tmp_path: Path) -> None:
     for file in model.files:
         (tmp_path / file.name).write_bytes(model.path(file.name).read_bytes())
     # RNet's weights are the middle of its file: flipping bytes there changes what it computes.
-    rnet = bytearray((tmp_path / "rnet.onnx").read_bytes())
+    rnet_file = tmp_path / models.mtcnn_onnx_file("rnet")
+    rnet = bytearray(rnet_file.read_bytes())
     middle = len(rnet) // 2
     rnet[middle:middle + 4096] = bytes(4096)
-    (tmp_path / "rnet.onnx").write_bytes(bytes(rnet))
+    rnet_file.write_bytes(bytes(rnet))
     with pytest.raises(ModelError, match="ONNX"):
         check("mtcnn", tmp_path)
 
@@ -90,3 +91,30 @@ def test_a_missing_onnxruntime_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "facestream: error: the onnx backend needs onnxruntime, which is not installed; run "
         "`pip install onnxruntime`, or use --backend torch"]
+
+
+def test_the_exported_mtcnn_runs_its_prelus_as_elementwise_operations(exported: None) -> None:
+    import onnx
+
+    model = models.spec(models.onnx_model_name("mtcnn"))
+    for stage in models.MTCNN_STAGES:
+        graph = onnx.load(str(model.path(models.mtcnn_onnx_file(stage)))).graph
+        operations = {node.op_type for node in graph.node}
+        assert "PRelu" not in operations and {"Relu", "Clip", "Mul", "Add"} <= operations
+
+
+def test_the_onnx_backend_starts_without_torchvision(exported: None) -> None:
+    # torchvision's import takes seconds (it brings torch's compiler); the CPU path needs none.
+    script = ("import sys, torch\n"
+              "from stream.vision.executor import VisionWorker\n"
+              "worker = VisionWorker(embedder='dlib-resnet', device=torch.device('cpu'),"
+              " backend='onnx')\n"
+              "image = torch.zeros((1, 3, 120, 160), dtype=torch.uint8)\n"
+              "assert worker.detector.detect(image)[0].boxes.shape == (0, 4)\n"
+              "print(sorted(m for m in ('torchvision', 'facenet_pytorch', 'torch._dynamo')"
+              " if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

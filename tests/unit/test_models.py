@@ -105,17 +105,17 @@ def test_default_embedder_is_facenet_once_its_weights_are_cached(home: Path) -> 
 def test_onnx_exports_are_registered_with_hashes_recorded_on_export(home: Path,
                                                                    tmp_path: Path) -> None:
     onnx = models.spec(models.onnx_model_name("mtcnn"))
-    assert [file.name for file in onnx.files] == ["pnet.onnx", "rnet.onnx", "onet.onnx"]
+    assert [file.name for file in onnx.files] == ["pnet-r2.onnx", "rnet-r2.onnx", "onet-r2.onnx"]
     for name in embedders.EMBEDDERS:
         exported = models.spec(models.onnx_model_name(name))
         assert exported.fetch_kind == "onnx" and exported.exported_from == name
     assert models.verify(onnx.name) == [f"{file.name} is missing" for file in onnx.files]
-    staged = tmp_path / "pnet.onnx"
+    staged = tmp_path / "pnet-r2.onnx"
     staged.write_bytes(b"an export")
     models.install(onnx, onnx.files[0], staged)
     assert models.recorded_sha256(onnx, onnx.files[0]) == models.sha256_of(staged)
-    onnx.path("pnet.onnx").write_bytes(b"changed")
-    assert models.verify(onnx.name)[0] == "pnet.onnx does not match its sha256 " + \
+    onnx.path("pnet-r2.onnx").write_bytes(b"changed")
+    assert models.verify(onnx.name)[0] == "pnet-r2.onnx does not match its sha256 " + \
         models.sha256_of(staged)[:12] + "…"
 
 
