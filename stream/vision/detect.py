@@ -283,14 +283,15 @@ def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
                           box_h * marks[:, 5:10] + boxes[:, 1:2] - 1), dim=2)
     boxes = _bbreg(boxes, reg)
 
-    # One transfer to the host; the last NMS is a tiny greedy loop over a few boxes per image.
+    # One transfer to the host; the last NMS is over a few boxes per image.
     boxes_np = boxes.float().cpu().numpy()
     points_np = points.float().cpu().numpy()
     inds_np = inds.cpu().numpy()
     result = []
     for b in range(batch):
         mine = np.flatnonzero(inds_np == b)
-        pick_np = mine[_nms_min(boxes_np[mine, :4], boxes_np[mine, 4], 0.7)]
+        pick_np = mine[_greedy_nms(boxes_np[mine, :4], boxes_np[mine, 4], inds_np[mine], 0.7,
+                                   facenet_min=True)]
         result.append(Faces(np.ascontiguousarray(boxes_np[pick_np, :4]),
                             np.ascontiguousarray(boxes_np[pick_np, 4]),
                             np.ascontiguousarray(points_np[pick_np])))
@@ -434,43 +435,33 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
 
 
 def _greedy_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
-                groups: npt.NDArray[np.int64], threshold: float) -> npt.NDArray[np.int64]:
-    """:func:`batched_nms` in numpy: the overlaps of a block of boxes with all later ones at
-    once, then a pass down the block (torchvision's arithmetic, in float32)."""
-    order = np.argsort(-scores, kind="stable")
+                groups: npt.NDArray[np.int64], threshold: float, *, facenet_min: bool = False
+                ) -> npt.NDArray[np.int64]:
+    """Greedy NMS within each group in numpy, best score first: the overlaps of a block of
+    boxes with all later ones at once, then a pass down the block. The overlap is the IoU
+    (torchvision's arithmetic, in float32), or with ``facenet_min`` facenet's "Min" (sizes
+    +1 pixel, intersection over the smaller area), the cascade's last NMS. Of equal scores,
+    torchvision's comes first in the order given; facenet's, the last (ONet gives equal scores
+    to neighbouring boxes; a box differs then by a fraction of a pixel)."""
+    order = np.argsort(scores)[::-1] if facenet_min else np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
     group = groups[order]
-    area = (x2 - x1) * (y2 - y1)
+    one = np.float32(1 if facenet_min else 0)
+    area = (x2 - x1 + one) * (y2 - y1 + one)
     alive = np.ones(len(order), np.bool_)
     zero, bar = np.float32(0), np.float64(threshold)
     for start in range(0, len(order), _NMS_BLOCK):
         block, later = slice(start, start + _NMS_BLOCK), slice(start, None)
         width = np.maximum(zero, np.minimum(x2[block, None], x2[None, later])
-                           - np.maximum(x1[block, None], x1[None, later]))
+                           - np.maximum(x1[block, None], x1[None, later]) + one)
         height = np.maximum(zero, np.minimum(y2[block, None], y2[None, later])
-                            - np.maximum(y1[block, None], y1[None, later]))
+                            - np.maximum(y1[block, None], y1[None, later]) + one)
         inter = width * height
-        over = ((inter / (area[block, None] + area[None, later] - inter) > bar)
-                & (group[block, None] == group[None, later]))
+        base = (np.minimum(area[block, None], area[None, later]) if facenet_min
+                else area[block, None] + area[None, later] - inter)
+        over = (inter / base > bar) & (group[block, None] == group[None, later])
         for row in range(len(over)):
             if alive[start + row]:
                 alive[start + row + 1:] &= ~over[row, row + 1:]
     return order[alive].astype(np.int64)
 
-
-def _nms_min(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
-             threshold: float) -> npt.NDArray[np.intp]:
-    """Greedy NMS with facenet's "Min" overlap (intersection over the smaller area, +1 sizes)."""
-    x1, y1, x2, y2 = boxes.T
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(scores)
-    pick = []
-    while order.size > 0:
-        i = order[-1]
-        pick.append(i)
-        rest = order[:-1]
-        iw = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        ih = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        overlap = iw * ih / np.minimum(area[i], area[rest])
-        order = rest[overlap <= threshold]
-    return np.asarray(pick, dtype=np.intp)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torchvision.ops import batched_nms as torchvision_nms
 
-from stream.vision.detect import batched_nms
+from stream.vision.detect import _greedy_nms, batched_nms
 from stream.vision.export import ElementwisePReLU, elementwise_prelus
 
 
@@ -45,6 +45,15 @@ def test_the_cpu_nms_works_through_more_boxes_than_one_block() -> None:
     boxes = torch.tensor([[10.0, 10.0, 50.0, 50.0]]).repeat(1000, 1)
     scores = torch.linspace(1.0, 0.001, 1000)
     assert batched_nms(boxes, scores, torch.zeros(1000, dtype=torch.int64), 0.5).tolist() == [0]
+
+
+def test_facenets_last_nms_measures_overlap_on_the_smaller_box() -> None:
+    # a face's box inside a larger, better one: IoU 0.1, but all of the smaller one is covered
+    boxes = np.array([[0, 0, 99, 99], [10, 10, 40, 40], [200, 0, 260, 60]], np.float32)
+    scores = np.array([0.99, 0.98, 0.97], np.float32)
+    groups = np.zeros(3, np.int64)
+    assert _greedy_nms(boxes, scores, groups, 0.7).tolist() == [0, 1, 2]
+    assert _greedy_nms(boxes, scores, groups, 0.7, facenet_min=True).tolist() == [0, 2]
 
 
 def test_the_elementwise_prelu_gives_the_same_numbers_bit_for_bit() -> None:
