@@ -8,12 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
 
 from stream.errors import InputError
-from stream.sources import DecodeStats, hardware_decoding, probe, sampled_frames
+from stream.sources import (
+    DecodeStats,
+    FrameConverter,
+    hardware_decoding,
+    probe,
+    sampled_frames,
+)
 from tests.media import write_video
 
 # No CUDA GPU here, so PyAV cannot open a CUDA device: what every CPU-only machine sees.
@@ -85,3 +92,39 @@ def test_nvdec_decodes_the_frames_the_cpu_decodes(video: Path) -> None:
     for gpu, cpu in zip(on_gpu, on_cpu, strict=True):
         assert gpu.shape == cpu.shape
         assert np.abs(gpu.astype(np.int16) - cpu).mean() < 3.0  # grey levels
+
+
+def test_a_camera_decodes_the_pixels_a_file_decodes(video: Path) -> None:
+    """Cameras decode with slice threads only (no frames held back); the pixels, the
+    detector's copies and the cuts are those of the file's frame-threaded decoding."""
+    info = probe(video)
+    as_file, as_camera = (list(sampled_frames(info, None, DecodeStats(), detect_width=64,
+                                              live=live)) for live in (False, True))
+    assert len(as_file) == len(as_camera) == 12
+    for file_frame, camera_frame in zip(as_file, as_camera, strict=True):
+        assert camera_frame.detect_image is not None and camera_frame.detect_image.shape == (
+            48, 64, 3)
+        assert np.array_equal(file_frame.image, camera_frame.image)
+        assert np.array_equal(file_frame.detect_image, camera_frame.detect_image)
+        assert file_frame.discontinuity == camera_frame.discontinuity
+
+
+def test_one_converter_gives_each_frame_its_own_pixels_when_the_size_changes() -> None:
+    """A converter keeps FFmpeg's scalers from frame to frame; a stream whose size changes
+    (a camera switching resolution) still gets each frame's own conversion, as a frame's own
+    reformatter gives it."""
+    rng = np.random.default_rng(0)
+    convert = FrameConverter(detect_width=80)
+    for height, width in ((96, 128), (72, 160), (96, 128), (60, 64)):
+        frame = av.VideoFrame.from_ndarray(
+            rng.integers(0, 256, (height, width, 3), dtype=np.uint8), format="rgb24"
+        ).reformat(format="yuv420p")
+        converted = convert(frame, 0, 0.0)
+        assert np.array_equal(converted.image, frame.to_ndarray(format="rgb24"))
+        if width > 80:
+            expected = frame.reformat(width=80, height=round(height * 80 / width),
+                                      format="rgb24", interpolation="AREA").to_ndarray()
+            assert converted.detect_image is not None
+            assert np.array_equal(converted.detect_image, expected)
+        else:
+            assert converted.detect_image is None
