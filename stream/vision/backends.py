@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS: tuple[str, ...] = get_args(Backend)
 # The faster backend of each device, measured with `python -m benchmarks.speed`: on a 2-core CPU
-# the whole analyze of its video took 8.8 s (14.1 s of CPU) on onnx against 10.3 s (14.5 s) on
+# the whole analyze of its video took 7.2 s (12.0 s of CPU) on onnx against 9.1 s (13.3 s) on
 # torch, medians of three runs, same BCubed F (README "Speed"). No GPU has measured onnx yet,
 # so CUDA keeps torch.
 FASTER = {"cpu": "onnx", "cuda": "torch"}
