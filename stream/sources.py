@@ -32,8 +32,9 @@ MAX_DECODE_ERRORS = 50  # after this many broken packets in a row the rest is no
 MAX_FRAME_GAP = 4  # frame intervals between consecutive timestamps before frames count as lost
 # How FFmpeg may spread a camera's decoding over threads: slices of a frame, not several frames
 # at once as for a file decoded at will. A camera decodes at its own rate, beside the others and
-# the models, so frame threads buy it nothing, and they cost a third more CPU (720p H.264 here:
-# 1.4-1.6 ms a frame against 1.0-1.1) and hold back two more frames (67 ms at 30 fps).
+# the models, so frame threads buy it nothing, and they cost a fifth to a third more CPU (720p
+# H.264 here: 1.35-1.76 ms a frame against 0.94-1.43) and hold back two more frames (67 ms at
+# 30 fps).
 LIVE_THREADING = "SLICE"
 
 
