@@ -36,7 +36,9 @@ Net = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 # PNet's output grid: one cell every 2 pixels, each looking at a 12-pixel window.
 _STRIDE = 2
 _CELL = 12
-# Each pyramid level is this much smaller than the one before (facenet's default).
+# Each pyramid level is this much smaller than the one before: facenet's default, copied so that
+# the ONNX path need not load facenet; detect_reference uses facenet's own, so the comparison with
+# facenet (tests/unit/test_detect.py) fails if the two part.
 _FACTOR = 0.709
 # Boxes the CPU's NMS compares with all later ones at a time (bounds its memory).
 _NMS_BLOCK = 256
@@ -152,7 +154,7 @@ class MtcnnDetector:
         with torch.inference_mode():
             batch_boxes, batch_points = detect_face(
                 small.permute(0, 2, 3, 1), min_size, self.facenet.pnet, self.facenet.rnet,
-                self.facenet.onet, self.thresholds, _FACTOR, self.device)
+                self.facenet.onet, self.thresholds, self.facenet.factor, self.device)
         result = []
         for boxes, points in zip(batch_boxes, batch_points, strict=True):
             found = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
