@@ -34,7 +34,7 @@ from stream.service.metrics import Metrics
 from stream.sources import Camera
 from stream.storage.postgres import PostgresStore
 from stream.types import Event, Frame, IdentityDeleted, ImageArray, PersonLeft
-from stream.vision.executor import VisionWorker
+from stream.vision.executor import FrameFaces, VisionWorker
 
 log = logging.getLogger(__name__)
 ENDED_STATES = ("stopped", "failed")
@@ -62,10 +62,22 @@ class _Camera:
     analysed_at: deque[float] = field(default_factory=lambda: deque(maxlen=50))
     preview: Preview | None = None  # the latest analysed frame, for the dashboard
     frames_analyzed: int = 0
+    backlog: deque[Frame] = field(default_factory=deque)  # taken, not yet in the models
+    in_models: bool = False  # frames of it are in the models
+    submitted_at: float = -float("inf")  # when its frames last went in (monotonic)
 
     @property
     def source(self) -> str:
         return f"camera:{self.camera.name}"
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Frames in the models, and when they went in (``time.perf_counter``)."""
+
+    frames: list[tuple[_Camera, Frame]]
+    result: Future[list[FrameFaces]]
+    started: float
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,7 @@ class Engine:
         self._unrecorded: deque[tuple[str, list[PersonLeft]]] = deque(maxlen=UNRECORDED_MAX)
         self._frame_ready = frame_ready
         self._max_batch = engine.max_batch_frames
+        self._batches: deque[_Batch] = deque()  # in the models, oldest first
         self._emit = emit
         self._metrics = metrics
         self._stop = threading.Event()
@@ -300,7 +313,7 @@ class Engine:
                     self._merge_duplicates()
                 self.step()
             self._run_commands()
-            self.step()
+            self._drain()
             for state in self._cameras:
                 self._end(state)
         except BaseException as error:  # the service sees it and shuts down
@@ -311,23 +324,10 @@ class Engine:
             self._fail_commands()
 
     def step(self) -> None:
-        """Analyse the newest frame of every camera that has one; expire old appearances."""
-        taken: list[tuple[_Camera, Frame]] = []
-        for state in self._cameras:
-            if state.ended:
-                continue
-            # The state first: a camera offers its last frame before it says it has ended.
-            ended = state.camera.stats.state in ENDED_STATES
-            frames = state.camera.take_batch()
-            taken += [(state, frame) for frame in frames]
-            if not frames and ended:
-                self._end(state)
-        by_size: dict[tuple[int, ...], list[tuple[_Camera, Frame]]] = {}
-        for state, frame in taken:
-            by_size.setdefault(frame.image.shape, []).append((state, frame))
-        for group in by_size.values():
-            for start in range(0, len(group), self._max_batch):
-                self._analyse(group[start:start + self._max_batch])
+        """Take what the models found on the frames they finished, give them the newest frames
+        of the cameras they are not busy with, and expire old appearances."""
+        self._take_finished()
+        self._start_batches()
         now = time.time()
         for state in self._cameras:
             # A camera on the wall clock that sends nothing still lets time pass; a file
@@ -350,32 +350,93 @@ class Engine:
         self._metrics.identities.set(len(self.gallery))
         self._metrics.open_appearances.set(self.present())
 
-    def _analyse(self, batch: list[tuple[_Camera, Frame]]) -> None:
-        lanes = {id(frame): state.lane for state, frame in batch}
-        frames = [frame for _, frame in batch]
-        started = time.perf_counter()
-        results = self.worker.process(
-            frames, lambda frame, faces: lanes[id(frame)].skippable(frame, faces),
-            [state.lane.sharpness for state, _ in batch])
-        self._metrics.model_seconds.observe(time.perf_counter() - started)
-        self._metrics.batch_frames.observe(len(frames))
-        for (state, frame), result in zip(batch, results, strict=True):
-            name = state.camera.name
-            self._metrics.frames_analyzed.labels(name).inc()
-            self._metrics.faces.labels(name).inc(len(result.faces))
-            try:
-                step = state.lane.take(result, time.time())
-            except StorageError as error:  # a new person or exemplar could not be stored:
-                self._persistence_failed(error)  # their track is decided again next frame
+    def _drain(self) -> None:
+        """The service is stopping: analyse the frames the cameras have ready, and all that
+        cameras which have ended still hold."""
+        self.step()
+        while self._batches or any(state.backlog for state in self._cameras):
+            self._take_finished(wait=True)
+            self._start_batches(running_too=False)
+
+    def _start_batches(self, *, running_too: bool = True) -> None:
+        """Give the models new batches while they have room: at most ``max_batch_frames``
+        frames in them and :attr:`VisionWorker.concurrency` batches. A camera's frames go in
+        only after the models returned its frames before (a frame's faces are decided against
+        its camera's tracks of the frame before); the camera that waited longest goes first.
+        On the CPU each batch holds one camera's frames, so a core never waits for another's; a
+        GPU gets the frames of all ready cameras (of one size) in one batch. ``running_too``:
+        new frames are taken from cameras still running, not only from those that ended."""
+        room = self._max_batch - sum(len(batch.frames) for batch in self._batches)
+        per_camera = self.worker.concurrency > 1
+        filling: list[tuple[_Camera, Frame]] = []
+        for state in sorted(self._cameras, key=lambda state: state.submitted_at):
+            if len(self._batches) >= self.worker.concurrency or room <= 0:
+                break
+            if state.ended or state.in_models:
                 continue
-            state.analysed_at.append(time.monotonic())
-            state.frames_analyzed += 1
-            state.preview = Preview(frame.image, [
-                ((float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-                 Gallery.label(track.identity) if track.identity is not None else None)
-                for box, track in zip(result.faces.boxes, step.tracks, strict=True)],
-                frame.captured_at)
-            self._send(state, step.events)
+            # The state first: a camera offers its last frame before it says it has ended.
+            ended = state.camera.stats.state in ENDED_STATES
+            if not state.backlog and (running_too or ended):
+                state.backlog.extend(state.camera.take_batch())
+                if not state.backlog and ended:
+                    self._end(state)
+            if not state.backlog:
+                continue
+            shape = (filling[0][1] if filling else state.backlog[0]).image.shape
+            if state.backlog[0].image.shape != shape:
+                continue  # in a batch of its own size, next
+            while state.backlog and room > 0 and state.backlog[0].image.shape == shape:
+                filling.append((state, state.backlog.popleft()))
+                room -= 1
+            state.in_models, state.submitted_at = True, time.monotonic()
+            if per_camera:
+                self._submit(filling)
+                filling = []
+        if filling:
+            self._submit(filling)
+
+    def _submit(self, frames: list[tuple[_Camera, Frame]]) -> None:
+        lanes = {id(frame): state.lane for state, frame in frames}
+        # The skip rule reads the tracks of the frame's own camera, which the model thread
+        # leaves alone until this batch is back.
+        result = self.worker.submit(
+            [frame for _, frame in frames],
+            lambda frame, faces: lanes[id(frame)].skippable(frame, faces),
+            [state.lane.sharpness for state, _ in frames])
+        result.add_done_callback(lambda _: self._frame_ready.set())
+        self._batches.append(_Batch(frames, result, time.perf_counter()))
+
+    def _take_finished(self, *, wait: bool = False) -> None:
+        """The lanes take the finished batches' faces, in the order the batches went in
+        (``wait``: the oldest batch, waited for, even if it is not finished)."""
+        while self._batches and (wait or self._batches[0].result.done()):
+            batch = self._batches.popleft()
+            wait = False
+            results = batch.result.result()  # a failure of the models stops the thread
+            self._metrics.model_seconds.observe(time.perf_counter() - batch.started)
+            self._metrics.batch_frames.observe(len(batch.frames))
+            for state, _ in batch.frames:
+                state.in_models = False
+            for (state, frame), result in zip(batch.frames, results, strict=True):
+                self._take(state, frame, result)
+
+    def _take(self, state: _Camera, frame: Frame, result: FrameFaces) -> None:
+        name = state.camera.name
+        self._metrics.frames_analyzed.labels(name).inc()
+        self._metrics.faces.labels(name).inc(len(result.faces))
+        try:
+            step = state.lane.take(result, time.time())
+        except StorageError as error:  # a new person or exemplar could not be stored:
+            self._persistence_failed(error)  # their track is decided again next frame
+            return
+        state.analysed_at.append(time.monotonic())
+        state.frames_analyzed += 1
+        state.preview = Preview(frame.image, [
+            ((float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+             Gallery.label(track.identity) if track.identity is not None else None)
+            for box, track in zip(result.faces.boxes, step.tracks, strict=True)],
+            frame.captured_at)
+        self._send(state, step.events)
 
     def _end(self, state: _Camera) -> None:
         """A camera stopped or failed (or the service is stopping): decide its waiting tracks and

@@ -210,6 +210,7 @@ class VisionWorker:
     ``threads`` (CPU only; default: the cores this process may use): a batch's frames are
     detected, and its faces embedded, on that many threads side by side, and each ONNX network
     runs on that many. On a GPU one thread feeds the device.
+    :meth:`submit` runs batches in the background, :attr:`concurrency` of them at once.
     """
 
     def __init__(self, *, embedder: str = OFFLINE, device: torch.device | None = None,
@@ -225,6 +226,11 @@ class VisionWorker:
         self.threads = 1 if self.device.type != "cpu" else max(1, threads or usable_cores())
         self._pool = (ThreadPoolExecutor(self.threads, thread_name_prefix="models")
                       if self.threads > 1 else None)
+        # On the CPU as many batches as threads are in the models at once, so that no core
+        # waits for another's frame (the end of a batch, its identities); a GPU takes one big
+        # batch at a time.
+        self.concurrency = self.threads if self.device.type == "cpu" else 1
+        self._batches = ThreadPoolExecutor(self.concurrency, thread_name_prefix="batches")
         # Each ONNX network may use as many: a batch of one source's frames is detected frame
         # by frame, the near search following its faces. (Torch's operations keep the process's
         # thread count: setting it here would set it for everything, the seed baseline too.)
@@ -258,6 +264,18 @@ class VisionWorker:
                    full_detection_every_s=engine.full_detection_every_s,
                    threads=engine.cpu_threads)
 
+    def submit(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
+               sharpness_baselines: Sequence[SharpnessBaseline] | None = None
+               ) -> Future[list[FrameFaces]]:
+        """:meth:`process` on a thread of the worker's own; at most :attr:`concurrency` batches
+        run at once, the others wait their turn. Batches in the models at the same time must
+        come from different sources (each source's frames follow the one before)."""
+        def run() -> list[FrameFaces]:
+            with torch.inference_mode():
+                return self.process(frames, skip_embedding, sharpness_baselines)
+
+        return self._batches.submit(run)
+
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
                 sharpness_baselines: Sequence[SharpnessBaseline] | None = None
                 ) -> list[FrameFaces]:
@@ -270,7 +288,8 @@ class VisionWorker:
         detection (on a GPU in one pass).
         ``sharpness_baselines``: each frame's source's (one object per source), for the
         relative blur gate; they also name the sources, whose frames may then skip the
-        full-frame detector (see ``full_detection_every_s``).
+        full-frame detector (see ``full_detection_every_s``). Calls from several threads at
+        once must be about different sources.
         """
         baselines = sharpness_baselines or [SharpnessBaseline() for _ in frames]
         wanted: list[npt.NDArray[np.bool_]] = [np.zeros(0, np.bool_)] * len(frames)
