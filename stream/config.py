@@ -193,8 +193,9 @@ class EngineSettings(_Strict):
     recall: RecallSettings = RecallSettings()
     threshold: float | None = Field(None, gt=0, lt=2, description="identity distance threshold "
                                     "(null: the embedder's calibrated one)")
-    max_batch_frames: int = Field(8, ge=1, le=64, description="frames batched through the "
-                                  "models at once (across cameras when live)")
+    max_batch_frames: int = Field(8, ge=1, le=64, description="frames in the models at once: a "
+                                  "file's batches; live, all cameras' frames together (on the "
+                                  "CPU each core takes a camera's, on a GPU one batch)")
     backend: Backend = Field(
         "auto", description="where the networks run: torch, or onnx (ONNX Runtime on their "
         "exported files); auto: the faster one measured on the device")

@@ -269,16 +269,20 @@ class VisionWorker:
                ) -> Future[list[FrameFaces]]:
         """:meth:`process` on a thread of the worker's own; at most :attr:`concurrency` batches
         run at once, the others wait their turn. Batches in the models at the same time must
-        come from different sources (each source's frames follow the one before)."""
+        come from different sources (each source's frames follow the one before). A batch of
+        one frame stays on its thread (the other threads take other batches: handing its faces
+        to the pool as well gave four cameras 4.5-4.7 fps each against 4.9-5.0); a batch of
+        several is spread over the pool."""
         def run() -> list[FrameFaces]:
             with torch.inference_mode():
-                return self.process(frames, skip_embedding, sharpness_baselines)
+                return self.process(frames, skip_embedding, sharpness_baselines,
+                                    side_by_side=len(frames) > 1 or self.concurrency == 1)
 
         return self._batches.submit(run)
 
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
-                sharpness_baselines: Sequence[SharpnessBaseline] | None = None
-                ) -> list[FrameFaces]:
+                sharpness_baselines: Sequence[SharpnessBaseline] | None = None, *,
+                side_by_side: bool = True) -> list[FrameFaces]:
         """Faces, embeddings and quality for each frame (frames of one size per call; they may
         come from several sources).
 
@@ -289,7 +293,8 @@ class VisionWorker:
         ``sharpness_baselines``: each frame's source's (one object per source), for the
         relative blur gate; they also name the sources, whose frames may then skip the
         full-frame detector (see ``full_detection_every_s``). Calls from several threads at
-        once must be about different sources.
+        once must be about different sources. ``side_by_side=False``: all on the calling
+        thread (the worker's other threads run other batches).
         """
         baselines = sharpness_baselines or [SharpnessBaseline() for _ in frames]
         wanted: list[npt.NDArray[np.bool_]] = [np.zeros(0, np.bool_)] * len(frames)
@@ -298,7 +303,8 @@ class VisionWorker:
         # this thread detects the next. Torch's OpenMP threads spin: beside them detection got
         # slower (speed benchmark: 17 s against 12.6), so with torch, and on a GPU (one pass
         # for the whole batch), the faces are embedded after the batch's detection.
-        overlap = self._pool is not None and self.backend == "onnx"
+        pool = self._pool if side_by_side else None
+        overlap = pool is not None and self.backend == "onnx"
         later: dict[int, _Job] = {}
         with torch.inference_mode():
             small, source_width = self._detection_batch(frames)
@@ -310,8 +316,8 @@ class VisionWorker:
                 for run in split([len(jobs[i][1]) for i in indices], self.threads):
                     part = [jobs[indices[k]] for k in run]
                     queued.append(([indices[k] for k in run],
-                                   self._pool.submit(self._embed_in_pool, part)
-                                   if self._pool is not None else self._embed(part)))
+                                   pool.submit(self._embed_in_pool, part)
+                                   if pool is not None else self._embed(part)))
 
             def embed_soon(wave: dict[int, Faces]) -> None:
                 jobs = {}
@@ -326,7 +332,7 @@ class VisionWorker:
                     later.update(jobs)
 
             found = self._detect(frames, apply_gain(small, gains), source_width, baselines,
-                                 embed_soon)
+                                 embed_soon, pool=pool)
             if later:
                 queue(dict(sorted(later.items())))
             parts = [(indices, part.result() if isinstance(part, Future) else part)
@@ -357,7 +363,8 @@ class VisionWorker:
 
     def _detect(self, frames: list[Frame], images: torch.Tensor, source_width: int | None,
                 baselines: Sequence[SharpnessBaseline],
-                on_wave: Callable[[dict[int, Faces]], None]) -> list[Faces]:
+                on_wave: Callable[[dict[int, Faces]], None], *, pool: ThreadPoolExecutor | None
+                ) -> list[Faces]:
         """The faces of each frame: near its source's latest faces where that is enough (see
         ``full_detection_every_s``), else by the full-frame detector. A source's frames follow
         each other, so the k-th frame of every source goes in the k-th pass; ``on_wave`` gets
@@ -387,7 +394,7 @@ class VisionWorker:
             if full:
                 detected = self._parallel(
                     lambda part: self.detector.detect(images[part], source_width=source_width),
-                    full, [1] * len(full))
+                    full, [1] * len(full), pool)
                 for i, faces in zip(full, detected, strict=True):
                     found[i] = faces
                     self._seen[baselines[i]] = _Seen(frames[i].t, cells[i], faces, faces,
@@ -396,18 +403,18 @@ class VisionWorker:
         return [faces if faces is not None else Faces.empty() for faces in found]
 
     def _parallel(self, work: Callable[[list[Item]], list[Result]], items: list[Item],
-                  weights: Sequence[int]) -> list[Result]:
-        """``work`` on contiguous runs of ``items`` of about equal ``weights``, on the worker's
-        threads side by side (in this thread when it has one), its results in order."""
+                  weights: Sequence[int], pool: ThreadPoolExecutor | None) -> list[Result]:
+        """``work`` on contiguous runs of ``items`` of about equal ``weights``, on the threads of
+        ``pool`` side by side (in this thread without one), its results in order."""
         runs = split(weights, self.threads)
-        if self._pool is None or len(runs) <= 1:
+        if pool is None or len(runs) <= 1:
             return work(items)
 
         def run(indices: range) -> list[Result]:
             with torch.inference_mode():
                 return work([items[i] for i in indices])
 
-        return [result for part in self._pool.map(run, runs) for result in part]
+        return [result for part in pool.map(run, runs) for result in part]
 
     def _embed(self, jobs: list[_Job]) -> _Embedded:
         """Vectors, sharpness and brightness of the faces of ``jobs`` (frame, faces, the gain
