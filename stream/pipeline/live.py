@@ -4,8 +4,8 @@ all cameras, and appearance events.
 
 The thread owns the trackers and the gallery; nothing else changes them. The models run on the
 worker's threads (:meth:`VisionWorker.submit`); there the skip rule reads the tracks of the
-frame's own camera, which the thread does not extend until the frame is back (a command may
-reset a track's identity meanwhile: the rule sees it before or after, both safe).
+frame's own camera, which the thread does not extend until the frame is back, and which
+commands (a merge, "not this person") change only once every frame is back.
 It never waits on a consumer: events leave through ``emit``, which must not block.
 
 Nothing outside the thread may stop it: it looks at the gallery several times a second for
@@ -211,6 +211,7 @@ class Engine:
     def _reconcile(self) -> None:
         """After a change by the user: tracks of people who are no longer in the gallery are
         decided again, their open appearances end, and names are looked up again."""
+        self._settle()
         now = time.time()
         for state in self._cameras:
             state.lane.forget_names()
@@ -295,6 +296,7 @@ class Engine:
         states = [state for state in self._cameras if state.camera.name == camera]
         if not states:
             raise GalleryError(f"there is no camera {camera!r}")
+        self._settle()
         state = states[0]
         tracks = [track for track in state.lane.assigner.active_tracks()
                   if track.identity == identity]
@@ -353,6 +355,12 @@ class Engine:
                          len(gone), self._retention_s / 86400)
         self._metrics.identities.set(len(self.gallery))
         self._metrics.open_appearances.set(self.present())
+
+    def _settle(self) -> None:
+        """Take back every frame in the models, so that their skip rule, which reads its
+        camera's tracks, is not running while a command changes tracks."""
+        while self._batches:
+            self._take_finished(wait=True)
 
     def _drain(self) -> None:
         """The service is stopping: analyse the frames the cameras have ready, and all that

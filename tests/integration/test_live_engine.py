@@ -19,6 +19,7 @@ import torch
 
 from benchmarks.synthetic import GroundTruth
 from stream.config import CameraConfig, EngineSettings, EventSettings, SourceSettings
+from stream.identity.gallery import Gallery
 from stream.pipeline.live import Engine
 from stream.service.metrics import Metrics
 from stream.sources import Camera
@@ -44,11 +45,12 @@ def worker(weights: None) -> VisionWorker:
     return VisionWorker(embedder="dlib-resnet", device=torch.device("cpu"), threads=2)
 
 
-def play(worker: VisionWorker, video: Path, max_batch: int, cameras: int = CAMERAS
+def play(worker: VisionWorker, video: Path, max_batch: int, cameras: int = CAMERAS,
+         during: Callable[[Engine], None] | None = None
          ) -> tuple[list[Batch], list[Event], dict[str, int]]:
     """``video`` played as ``cameras`` live cameras (at its own rate, the newest frame winning)
-    through the engine: the batches it made, the events it sent, and the frames each camera
-    handed over."""
+    through the engine, ``during`` run beside it: the batches it made, the events it sent, and
+    the frames each camera handed over."""
     batches: list[Batch] = []
     events: list[Event] = []
     names: dict[int, str] = {}  # a frame's id -> its camera
@@ -87,6 +89,8 @@ def play(worker: VisionWorker, video: Path, max_batch: int, cameras: int = CAMER
         engine.start()
         for camera in live:
             camera.start()
+        if during is not None:
+            during(engine)
         for camera in live:
             camera.join(120)
         engine.stop()
@@ -101,7 +105,20 @@ def play(worker: VisionWorker, video: Path, max_batch: int, cameras: int = CAMER
 def test_cores_take_cameras_frames_side_by_side_each_camera_in_order(
         worker: VisionWorker, demo_video: tuple[Path, GroundTruth]) -> None:
     video, truth = demo_video
-    batches, events, handed = play(worker, video, max_batch=8)
+    changed_at: list[float] = []
+
+    def reject_nobody(engine: Engine) -> None:
+        """"Not this person" (of someone who is not there) now and then: a command that may
+        change tracks, run while frames come and go."""
+        def command(_: Gallery) -> None:
+            engine.reject(10**6, "cam0")
+            changed_at.append(time.monotonic())
+
+        for _ in range(10):
+            time.sleep(0.5)
+            engine.call(command).result(30)
+
+    batches, events, handed = play(worker, video, max_batch=8, during=reject_nobody)
 
     for batch in batches:  # a batch is one camera's frames, in order
         assert len({camera for camera, _ in batch.frames}) == 1
@@ -121,6 +138,9 @@ def test_cores_take_cameras_frames_side_by_side_each_camera_in_order(
     at_once = [sum(other.started <= batch.started < other.ended for other in batches)
                for batch in batches]
     assert max(at_once) == worker.concurrency == 2
+    # Tracks change only while no frame is in the models (their skip rule reads the tracks).
+    assert len(changed_at) == 10
+    assert not [t for t in changed_at for batch in batches if batch.started <= t < batch.ended]
     # The same video on every camera: the same people, one ID each across the cameras.
     appeared = [event for event in events if isinstance(event, PersonAppeared)]
     people = {event.person for event in appeared}
