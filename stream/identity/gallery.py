@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -104,11 +104,14 @@ class Gallery:
         for identity, vector in self.store.rejections():
             self._rejected.setdefault(identity, []).append(vector)
 
-    def refresh(self) -> frozenset[int]:
+    def refresh(self, *, before_change: Callable[[], None] | None = None) -> frozenset[int]:
         """Bring the index up to date with the changes others (another process or machine
         sharing the store) committed since the last reload or refresh; returns the identities
-        that changed (created, deleted, merged, split, renamed, exemplars or marks)."""
+        that changed (created, deleted, merged, split, renamed, exemplars or marks).
+        ``before_change`` is called first when there is something to change."""
         changes = self.store.changes_since(self._token)
+        if before_change is not None and (changes.identities is None or changes.identities):
+            before_change()
         if changes.identities is None:
             before = set(self._members)
             self.reload()

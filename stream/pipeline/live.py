@@ -4,8 +4,8 @@ all cameras, and appearance events.
 
 The thread owns the trackers and the gallery; nothing else changes them. The models run on the
 worker's threads (:meth:`VisionWorker.submit`); there the skip rule reads the tracks of the
-frame's own camera, which the thread does not extend until the frame is back, and which
-commands (a merge, "not this person") change only once every frame is back.
+frame's own camera, which the thread does not extend until the frame is back; commands and
+others' changes to the gallery wait until every frame is back (``_settle``).
 It never waits on a consumer: events leave through ``emit``, which must not block.
 
 Nothing outside the thread may stop it: it looks at the gallery several times a second for
@@ -198,6 +198,8 @@ class Engine:
                                               "more changes"))
 
     def _run_commands(self) -> None:
+        if not self._commands.empty():
+            self._settle()
         for command, future in self._commands_waiting():
             try:
                 future.set_result(command())
@@ -211,7 +213,6 @@ class Engine:
     def _reconcile(self) -> None:
         """After a change by the user: tracks of people who are no longer in the gallery are
         decided again, their open appearances end, and names are looked up again."""
-        self._settle()
         now = time.time()
         for state in self._cameras:
             state.lane.forget_names()
@@ -235,10 +236,11 @@ class Engine:
         gone: list[int] = []  # removed through another node (deleted, forgotten, merged away)
         try:
             if self._reload:
+                self._settle()
                 self.gallery.reload()
                 self._reload, changed = False, True
             else:
-                changes = self.gallery.refresh()
+                changes = self.gallery.refresh(before_change=self._settle)
                 changed = bool(changes)
                 gone = sorted(identity for identity in changes if identity not in self.gallery)
             if time.monotonic() - self._erasures_at >= ERASURES_EVERY_S:
@@ -270,6 +272,7 @@ class Engine:
         try:
             if not store.duplicates(self.threshold, since):
                 return
+            self._settle()
             with store.transaction():
                 store.lock_creation()
                 self.gallery.refresh()
@@ -296,7 +299,6 @@ class Engine:
         states = [state for state in self._cameras if state.camera.name == camera]
         if not states:
             raise GalleryError(f"there is no camera {camera!r}")
-        self._settle()
         state = states[0]
         tracks = [track for track in state.lane.assigner.active_tracks()
                   if track.identity == identity]
@@ -357,8 +359,10 @@ class Engine:
         self._metrics.open_appearances.set(self.present())
 
     def _settle(self) -> None:
-        """Take back every frame in the models, so that their skip rule, which reads its
-        camera's tracks, is not running while a command changes tracks."""
+        """Take back every frame in the models before the gallery or the tracks change: the
+        frames' skip rule reads their camera's tracks, and the lanes that take them back must
+        find their tracks' identities in the gallery (commands, reads too, and others' changes
+        wait the milliseconds this takes)."""
         while self._batches:
             self._take_finished(wait=True)
 
