@@ -67,7 +67,6 @@ class _Camera:
     preview: Preview | None = None  # the latest analysed frame, for the dashboard
     frames_analyzed: int = 0
     backlog: deque[Frame] = field(default_factory=deque)  # taken, not yet in the models
-    in_models: bool = False  # frames of it are in the models
     submitted_at: float = -float("inf")  # when its frames last went in (monotonic)
 
     @property
@@ -387,9 +386,10 @@ class Engine:
         room = self._max_batch - sum(len(batch.frames) for batch in self._batches)
         if free <= 0 or room <= 0:
             return
+        in_models = {id(state) for batch in self._batches for state, _ in batch.frames}
         ready: list[_Camera] = []
         for state in sorted(self._cameras, key=lambda state: state.submitted_at):
-            if state.ended or state.in_models:
+            if state.ended or id(state) in in_models:
                 continue
             # The state first: a camera offers its last frame before it says it has ended.
             ended = state.camera.stats.state in ENDED_STATES
@@ -411,7 +411,7 @@ class Engine:
                 while state.backlog and room > 0 and state.backlog[0].image.shape == shape:
                     filling.append((state, state.backlog.popleft()))
                     room -= 1
-                state.in_models, state.submitted_at = True, time.monotonic()
+                state.submitted_at = time.monotonic()
             if filling:
                 self._submit(filling)
 
@@ -433,8 +433,6 @@ class Engine:
             results = batch.result.result()  # a failure of the models stops the thread
             self._metrics.model_seconds.observe(time.perf_counter() - batch.started)
             self._metrics.batch_frames.observe(len(batch.frames))
-            for state, _ in batch.frames:
-                state.in_models = False
             for (state, frame), result in zip(batch.frames, results, strict=True):
                 self._take(state, frame, result)
 

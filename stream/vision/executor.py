@@ -273,12 +273,8 @@ class VisionWorker:
         one frame stays on its thread (the other threads take other batches: handing its faces
         to the pool as well gave four cameras 4.5-4.7 fps each against 4.9-5.0); a batch of
         several is spread over the pool."""
-        def run() -> list[FrameFaces]:
-            with torch.inference_mode():
-                return self.process(frames, skip_embedding, sharpness_baselines,
+        return self._batches.submit(self.process, frames, skip_embedding, sharpness_baselines,
                                     side_by_side=len(frames) > 1 or self.concurrency == 1)
-
-        return self._batches.submit(run)
 
     def process(self, frames: list[Frame], skip_embedding: SkipRule | None = None,
                 sharpness_baselines: Sequence[SharpnessBaseline] | None = None, *,
