@@ -232,9 +232,10 @@ class VisionWorker:
         # batch at a time.
         self.concurrency = self.threads if self.device.type == "cpu" else 1
         self._batches = ThreadPoolExecutor(self.concurrency, thread_name_prefix="batches")
-        # Each ONNX network may use as many: a batch of one source's frames is detected frame
-        # by frame, the near search following its faces. (Torch's operations keep the process's
-        # thread count: setting it here would set it for everything, the seed baseline too.)
+        # Each ONNX network of the detector may use as many: a batch of one source's frames is
+        # detected frame by frame, the near search following its faces. (Torch's operations
+        # keep the process's thread count: setting it here would set it for everything, the
+        # seed baseline too.)
         net_threads = self.threads if self.device.type == "cpu" else None
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
@@ -245,11 +246,12 @@ class VisionWorker:
                                      min_face_px=min_face_px, nets=nets)
         self.detector: FaceDetector = detector
         if self.backend == "onnx":
-            # The embedder runs on one thread: faces are already spread over the worker's
-            # threads, and a second intra-op thread per call only contended with detection
-            # (speed benchmark, 2026-12-03: 5 % less CPU, the same vectors bit for bit).
-            self.embedder = backends.OnnxEmbedder(self.embedder, self.device,
-                                                  threads=1 if net_threads else None)
+            # On the CPU the embedder runs on one thread: faces are already spread over the
+            # worker's threads, and a second intra-op thread per call only contended with
+            # detection (three alternating analyze runs, 2026-12-03: 5 % less CPU, the same
+            # vectors bit for bit).
+            self.embedder = backends.OnnxEmbedder(
+                self.embedder, self.device, threads=1 if self.device.type == "cpu" else None)
         self._laplacian = _LAPLACIAN.to(self.device)
         self.full_detection_every_s = full_detection_every_s
         # Each source's last detections, by the source's sharpness baseline (one per source).
