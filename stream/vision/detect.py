@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -250,13 +251,11 @@ def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
     ``around``: the boxes are (N, 6), the last column the known face each is around; only the
     best of each face's boxes after RNet goes on to ONet, not all that do not overlap much."""
     _, rnet, onet = nets
-    batch, _, h, w = imgs.shape
+    batch = imgs.shape[0]
     if len(boxes) == 0:
         return [Faces.empty() for _ in range(batch)]
-    integral = _integral_image(imgs)
-
     # Second stage: RNet on 24x24 crops of the squared PNet proposals.
-    boxes, inds, crops = _crops(integral, boxes, inds, (w, h), 24)
+    boxes, inds, crops, table = _crops(imgs, None, boxes, inds, 24)
     if len(boxes) == 0:
         return [Faces.empty() for _ in range(batch)]
     reg, probs = _chunked(rnet, crops, 256)
@@ -271,7 +270,7 @@ def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
     inds = inds[pick]
 
     # Third stage: ONet on 48x48 crops gives the final score, box and landmarks.
-    boxes, inds, crops = _crops(integral, boxes, inds, (w, h), 48)
+    boxes, inds, crops, table = _crops(imgs, table, boxes, inds, 48)
     if len(boxes) == 0:
         return [Faces.empty() for _ in range(batch)]
     reg, marks, probs = _chunked(onet, crops, 64)
@@ -367,26 +366,47 @@ def _rerec(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack((x1, y1, x1 + side, y1 + side, boxes[:, 4]), dim=1)
 
 
-def _integral_image(imgs: torch.Tensor) -> torch.Tensor:
-    """Summed-area table of (B, 3, H, W) images as (B * (H+1) * (W+1), 3) rows: int32 for uint8
-    images (exact while 255 * H * W < 2^31, and several times faster on the CPU), else float64
-    so that differences of large sums stay exact."""
-    exact = torch.int32 if imgs.dtype == torch.uint8 else torch.float64
-    padded = F.pad(imgs.permute(0, 2, 3, 1).to(exact), (0, 0, 1, 0, 1, 0))
-    return padded.cumsum_(2).cumsum_(1).reshape(-1, imgs.shape[1])
+@dataclass(frozen=True)
+class _SummedArea:
+    """Summed-area table of the window ``x0 <= x < x1``, ``y0 <= y < y1`` of every image of a
+    (B, 3, H, W) batch, as (B * (y1-y0+1) * (x1-x0+1), 3) rows: int32 for uint8 images (exact
+    while 255 * H * W < 2^31, and several times faster on the CPU), else float64 so that
+    differences of large sums stay exact. The crops' sums are those of the whole images'
+    table: only the pixels a crop covers enter it."""
+
+    rows: torch.Tensor
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @classmethod
+    def of(cls, imgs: torch.Tensor, x0: int, y0: int, x1: int, y1: int) -> _SummedArea:
+        """The table of that window of ``imgs``."""
+        exact = torch.int32 if imgs.dtype == torch.uint8 else torch.float64
+        window = imgs[:, :, y0:y1, x0:x1].permute(0, 2, 3, 1).to(exact)
+        padded = F.pad(window, (0, 0, 1, 0, 1, 0))
+        return cls(padded.cumsum_(2).cumsum_(1).reshape(-1, imgs.shape[1]), x0, y0, x1, y1)
+
+    def covers(self, x0: int, y0: int, x1: int, y1: int) -> bool:
+        """Whether the window ``x0..x1``, ``y0..y1`` lies inside this table's."""
+        return self.x0 <= x0 and self.y0 <= y0 and x1 <= self.x1 and y1 <= self.y1
 
 
-def _crops(integral: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
-           frame: tuple[int, int], size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Channels-last (N, 3, size, size) crops of the boxes in (width, height) frames, as facenet
-    cuts them, with the boxes and image indices that were kept.
+def _crops(imgs: torch.Tensor, table: _SummedArea | None, boxes: torch.Tensor,
+           inds: torch.Tensor, size: int
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _SummedArea | None]:
+    """Channels-last (N, 3, size, size) crops of the boxes in the (B, 3, H, W) ``imgs``, as
+    facenet cuts them, with the boxes and image indices that were kept, and the summed-area
+    table they were cut from: ``table`` where it covers every box, else one of the window the
+    boxes span (near known faces that is a small part of the frame).
 
     facenet truncates each box to whole pixels, clips it to the image (no zero padding: a box
     over the edge is squeezed), and area-resizes the rest, which is ``adaptive_avg_pool2d``: bin
     ``i`` of ``n`` pixels averages pixels ``floor(i n / size)`` to ``ceil((i + 1) n / size)``.
     Boxes left with no pixels (facenet would fail on them) are dropped.
     """
-    w, h = frame
+    h, w = imgs.shape[2:]
     corners = boxes[:, :4].trunc().long()
     x0 = corners[:, 0].clamp(min=1) - 1
     y0 = corners[:, 1].clamp(min=1) - 1
@@ -396,6 +416,13 @@ def _crops(integral: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
     if not bool(valid.all()):
         boxes, inds = boxes[valid], inds[valid]
         x0, y0, x1, y1 = x0[valid], y0[valid], x1[valid], y1[valid]
+    channels = imgs.shape[1]
+    if len(boxes) == 0:
+        return boxes, inds, torch.zeros((0, channels, size, size), device=imgs.device), table
+    spanned = (int(x0.min()), int(y0.min()), int(x1.max()), int(y1.max()))
+    if table is None or not table.covers(*spanned):
+        table = _SummedArea.of(imgs, *spanned)
+    width, height = table.x1 - table.x0, table.y1 - table.y0
     steps = torch.arange(size + 1, device=boxes.device)
 
     def edges(start: torch.Tensor, stop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -404,20 +431,20 @@ def _crops(integral: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
         hi = start[:, None] + torch.div(steps[1:] * n + size - 1, size, rounding_mode="floor")
         return lo, hi
 
-    # Row numbers into the flattened table: image, then row, then column.
-    ylo, yhi = edges(y0 + inds * (h + 1), y1 + inds * (h + 1))
-    xlo, xhi = edges(x0, x1)
-    ylo, yhi = ylo[:, :, None] * (w + 1), yhi[:, :, None] * (w + 1)
+    # Row numbers into the flattened table: image, then row, then column, from its window.
+    first_row = inds * (height + 1) - table.y0
+    ylo, yhi = edges(y0 + first_row, y1 + first_row)
+    xlo, xhi = edges(x0 - table.x0, x1 - table.x0)
+    ylo, yhi = ylo[:, :, None] * (width + 1), yhi[:, :, None] * (width + 1)
     xlo, xhi = xlo[:, None, :], xhi[:, None, :]
 
     def at(rows: torch.Tensor) -> torch.Tensor:
-        return integral.index_select(0, rows.reshape(-1))
+        return table.rows.index_select(0, rows.reshape(-1))
 
     total = at(yhi + xhi) - at(ylo + xhi) - at(yhi + xlo) + at(ylo + xlo)
-    area = ((yhi - ylo) // (w + 1) * (xhi - xlo)).reshape(-1, 1)
-    channels = integral.shape[1]
+    area = ((yhi - ylo) // (width + 1) * (xhi - xlo)).reshape(-1, 1)
     crops = _normalise(total / area).reshape(len(boxes), size, size, channels)
-    return boxes, inds, crops.permute(0, 3, 1, 2)
+    return boxes, inds, crops.permute(0, 3, 1, 2), table
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,

@@ -119,18 +119,42 @@ def test_matches_facenet_on_cuda() -> None:
 
 
 def test_the_integer_table_cuts_the_same_crops_as_the_float_one() -> None:
-    from stream.vision.detect import _crops, _integral_image
+    from stream.vision.detect import _crops
 
     images = photos()[:2].round().to(torch.uint8)
     boxes = torch.tensor([[10.3, 20.7, 130.2, 140.9, 0.9], [-5.0, 600.0, 50.0, 660.0, 0.8],
                           [900.5, 3.0, 990.0, 93.0, 0.7], [400.0, 300.0, 413.0, 313.0, 0.9]])
     inds = torch.tensor([0, 1, 1, 0])
     for size in (24, 48):
-        exact = _crops(_integral_image(images), boxes, inds, (WIDTH, HEIGHT), size)
-        floats = _crops(_integral_image(images.float()), boxes, inds, (WIDTH, HEIGHT), size)
+        exact = _crops(images, None, boxes, inds, size)
+        floats = _crops(images.float(), None, boxes, inds, size)
         assert torch.equal(exact[1], floats[1])
         assert exact[2].shape == (4, 3, size, size)
         assert (exact[2] - floats[2]).abs().max() < 1e-5
+
+
+def test_crops_from_a_window_of_the_frame_are_those_of_the_whole_frame() -> None:
+    # Near known faces the table covers only the window the boxes span; the sums are exact
+    # integers, so the crops must be the same bit for bit as from the whole frame's table.
+    from stream.vision.detect import _crops, _SummedArea
+
+    images = photos()[:2].round().to(torch.uint8)
+    whole = _SummedArea.of(images, 0, 0, WIDTH, HEIGHT)
+    boxes = torch.tensor([[300.4, 200.2, 380.9, 280.1, 0.9], [350.0, 250.0, 420.0, 330.0, 0.8],
+                          [310.0, 190.0, 371.0, 251.0, 0.7]])
+    inds = torch.tensor([0, 1, 0])
+    for size in (24, 48):
+        kept, _, windowed, table = _crops(images, None, boxes, inds, size)
+        _, _, expected, _ = _crops(images, whole, boxes, inds, size)
+        assert table is not None
+        assert (table.x0, table.y0, table.x1, table.y1) == (299, 189, 420, 330)
+        assert len(kept) == 3 and torch.equal(windowed, expected)
+    # A box outside the window gets a new table; one inside reuses it.
+    _, _, _, table = _crops(images, None, boxes, inds, 24)
+    assert table is not None
+    inside = _crops(images, table, boxes[:1], inds[:1], 48)[3]
+    outside = _crops(images, table, torch.tensor([[10.0, 10.0, 60.0, 60.0, 0.9]]), inds[:1], 48)[3]
+    assert inside is table and outside is not None and (outside.x0, outside.y0) == (9, 9)
 
 
 def test_eight_bit_frames_take_the_fast_path_and_find_the_same_people() -> None:
