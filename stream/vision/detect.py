@@ -419,9 +419,10 @@ def _crops(imgs: torch.Tensor, table: _SummedArea | None, boxes: torch.Tensor,
     channels = imgs.shape[1]
     if len(boxes) == 0:
         return boxes, inds, torch.zeros((0, channels, size, size), device=imgs.device), table
-    spanned = (int(x0.min()), int(y0.min()), int(x1.max()), int(y1.max()))
-    if table is None or not table.covers(*spanned):
-        table = _SummedArea.of(imgs, *spanned)
+    # One transfer from the device for the window, not one per corner.
+    left, top, right, bottom = torch.stack((x0.min(), y0.min(), x1.max(), y1.max())).tolist()
+    if table is None or not table.covers(left, top, right, bottom):
+        table = _SummedArea.of(imgs, left, top, right, bottom)
     width, height = table.x1 - table.x0, table.y1 - table.y0
     steps = torch.arange(size + 1, device=boxes.device)
 
