@@ -43,6 +43,8 @@ _CELL = 12
 _FACTOR = 0.709
 # Boxes the CPU's NMS compares with all later ones at a time (bounds its memory).
 _NMS_BLOCK = 256
+# facenet's crops per R- and O-Net call (bounds GPU memory).
+FACENET_CROPS_PER_CALL = (256, 64)
 
 
 class FaceDetector(Protocol):
@@ -78,7 +80,9 @@ class MtcnnDetector:
 
     ``detect_width`` downscales each batch before detection (boxes and landmarks are mapped back);
     ``min_face_px`` is the smallest face to look for, in pixels of the full-size frame;
-    ``nets`` replace facenet's torch P-, R- and O-Net (by their ONNX exports, say).
+    ``nets`` replace facenet's torch P-, R- and O-Net (by their ONNX exports, say);
+    ``crops_per_call``: how many crops R- and O-Net take per call (the results do not depend on
+    it; the speed does).
     """
 
     def __init__(self, device: torch.device, *, detect_width: int | None = 640,
@@ -86,7 +90,8 @@ class MtcnnDetector:
                  # PNet at 0.7 rather than facenet's 0.6: a third fewer candidates for R/ONet,
                  # no face lost on the benchmarks.
                  thresholds: tuple[float, float, float] = (0.7, 0.7, 0.7),
-                 nets: tuple[Net, Net, Net] | None = None) -> None:
+                 nets: tuple[Net, Net, Net] | None = None,
+                 crops_per_call: tuple[int, int] = FACENET_CROPS_PER_CALL) -> None:
         if detect_width is not None and detect_width < 64:
             raise ValueError(f"detect_width must be at least 64 pixels, got {detect_width}")
         if min_face_px < 12:
@@ -95,6 +100,7 @@ class MtcnnDetector:
         self.detect_width = detect_width
         self.min_face_px = min_face_px
         self.thresholds = list(thresholds)
+        self.crops_per_call = crops_per_call
         # facenet's torch networks are loaded only when they run: importing facenet-pytorch
         # imports torchvision, seconds of start-up the ONNX backend does without.
         self.nets: tuple[Net, Net, Net] = nets or (self.facenet.pnet, self.facenet.rnet,
@@ -122,7 +128,8 @@ class MtcnnDetector:
             small = small.float()
         with torch.inference_mode():
             found = _detect_batch(small.to(self.device), min_size, self.nets,
-                                  self.thresholds, _FACTOR)
+                                  self.thresholds, _FACTOR,
+                                  crops_per_call=self.crops_per_call)
         return [faces.scaled(scale) if scale != 1.0 else faces for faces in found]
 
     def detect_near(self, images: torch.Tensor, near: Sequence[Faces], *,
@@ -142,7 +149,7 @@ class MtcnnDetector:
             small = small.float()
         with torch.inference_mode():
             found = _refine(small.to(self.device), boxes, inds, self.nets, self.thresholds,
-                            around=True)
+                            crops_per_call=self.crops_per_call, around=True)
         return [faces.scaled(scale) if scale != 1.0 else faces for faces in found]
 
     def detect_reference(self, images: torch.Tensor) -> list[Faces]:
@@ -207,11 +214,12 @@ def pyramid_scales(height: int, width: int, min_size: float, factor: float) -> l
 
 
 def _detect_batch(imgs: torch.Tensor, min_size: float, nets: tuple[Net, Net, Net],
-                  thresholds: list[float], factor: float) -> list[Faces]:
+                  thresholds: list[float], factor: float, *,
+                  crops_per_call: tuple[int, int] = FACENET_CROPS_PER_CALL) -> list[Faces]:
     """facenet's ``detect_face`` on (B, 3, H, W) uint8 or float32 images (0..255), batched: one
     Faces per image."""
     boxes, inds = _propose(imgs, min_size, nets[0], thresholds[0], factor)
-    return _refine(imgs, boxes, inds, nets, thresholds)
+    return _refine(imgs, boxes, inds, nets, thresholds, crops_per_call=crops_per_call)
 
 
 # Where detect_near looks around a known face: its square box, shifted by a fifth of its side
@@ -245,9 +253,11 @@ def _around(near: Sequence[Faces], scale: float, device: torch.device
 
 
 def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
-            nets: tuple[Net, Net, Net], thresholds: list[float], *, around: bool = False
+            nets: tuple[Net, Net, Net], thresholds: list[float], *,
+            crops_per_call: tuple[int, int] = FACENET_CROPS_PER_CALL, around: bool = False
             ) -> list[Faces]:
-    """R- and O-Net on candidate boxes (N, 5) of images ``inds``: one Faces per image.
+    """R- and O-Net on candidate boxes (N, 5) of images ``inds``, ``crops_per_call`` crops
+    at a time: one Faces per image.
     ``around``: the boxes are (N, 6), the last column the known face each is around; only the
     best of each face's boxes after RNet goes on to ONet, not all that do not overlap much."""
     _, rnet, onet = nets
@@ -258,7 +268,7 @@ def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
     boxes, inds, crops, table = _crops(imgs, None, boxes, inds, 24)
     if len(boxes) == 0:
         return [Faces.empty() for _ in range(batch)]
-    reg, probs = _chunked(rnet, crops, 256)
+    reg, probs = _chunked(rnet, crops, crops_per_call[0])
     score = probs[:, 1]
     keep = score > thresholds[1]
     groups = boxes[keep, 5].long() if around else inds[keep]
@@ -273,7 +283,7 @@ def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
     boxes, inds, crops, table = _crops(imgs, table, boxes, inds, 48)
     if len(boxes) == 0:
         return [Faces.empty() for _ in range(batch)]
-    reg, marks, probs = _chunked(onet, crops, 64)
+    reg, marks, probs = _chunked(onet, crops, crops_per_call[1])
     score = probs[:, 1]
     keep = score > thresholds[2]
     boxes = torch.cat((boxes[keep, :4], score[keep, None]), dim=1)
@@ -300,8 +310,8 @@ def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
 
 
 def _chunked(net: Net, crops: torch.Tensor, chunk: int) -> tuple[torch.Tensor, ...]:
-    """``net`` over ``crops`` in chunks: R/ONet get slower per crop on big batches on the CPU
-    (their activations fall out of cache), and chunks bound GPU memory as facenet's do."""
+    """``net`` over ``crops`` in chunks of ``chunk``: on the CPU R/ONet get slower per crop on
+    big batches (their activations fall out of cache), and chunks bound GPU memory."""
     outs = [net(crops[i:i + chunk]) for i in range(0, len(crops), chunk)]
     return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
 
@@ -331,8 +341,10 @@ def _propose(imgs: torch.Tensor, min_size: float, pnet: Net, threshold: float,
 
 def _normalise(images: torch.Tensor) -> torch.Tensor:
     """MTCNN's input: ``(x - 127.5) / 128`` as float32."""
-    exact = images if images.is_floating_point() else images.float()
-    return ((exact - _MEAN) * _INV_STD).float()
+    if images.is_floating_point():
+        return ((images - _MEAN) * _INV_STD).float()
+    # 8-bit images: in place on their float copy (the same float32 arithmetic, no temporaries).
+    return images.float().sub_(_MEAN).mul_(_INV_STD)
 
 
 def _generate_boxes(reg: torch.Tensor, probs: torch.Tensor, scale: float, threshold: float,

@@ -20,7 +20,12 @@ import torch.nn.functional as F  # noqa: N812
 from stream.config import EngineSettings
 from stream.types import Faces, FloatArray, Frame, GateMiss
 from stream.vision import backends
-from stream.vision.detect import FaceDetector, MtcnnDetector, NearDetector
+from stream.vision.detect import (
+    FACENET_CROPS_PER_CALL,
+    FaceDetector,
+    MtcnnDetector,
+    NearDetector,
+)
 from stream.vision.embed import Embedder
 from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedder
 
@@ -240,10 +245,13 @@ class VisionWorker:
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
         if detector is None:
-            nets = (backends.mtcnn_nets(self.device, threads=net_threads)
-                    if self.backend == "onnx" else None)
-            detector = MtcnnDetector(self.device, detect_width=detect_width,
-                                     min_face_px=min_face_px, nets=nets)
+            onnx_on_cpu = self.backend == "onnx" and self.device.type == "cpu"
+            detector = MtcnnDetector(
+                self.device, detect_width=detect_width, min_face_px=min_face_px,
+                nets=(backends.mtcnn_nets(self.device, threads=net_threads)
+                      if self.backend == "onnx" else None),
+                crops_per_call=(backends.CPU_CROPS_PER_CALL if onnx_on_cpu
+                                else FACENET_CROPS_PER_CALL))
         self.detector: FaceDetector = detector
         if self.backend == "onnx":
             # On the CPU the embedder runs on one thread: faces are already spread over the

@@ -46,11 +46,13 @@ def worker(weights: None) -> VisionWorker:
 
 
 def play(worker: VisionWorker, video: Path, max_batch: int, cameras: int = CAMERAS,
-         during: Callable[[Engine], None] | None = None
+         during: Callable[[Engine], None] | None = None, *,
+         slower: dict[str, float] | None = None
          ) -> tuple[list[Batch], list[Event], dict[str, int]]:
     """``video`` played as ``cameras`` live cameras (at its own rate, the newest frame winning)
     through the engine, ``during`` run beside it: the batches it made, the events it sent, and
-    the frames each camera handed over."""
+    the frames each camera handed over. ``slower``: cameras whose results the engine gets that
+    many seconds after the models finished (as if their frames were that much slower)."""
     batches: list[Batch] = []
     events: list[Event] = []
     names: dict[int, str] = {}  # a frame's id -> its camera
@@ -60,6 +62,14 @@ def play(worker: VisionWorker, video: Path, max_batch: int, cameras: int = CAMER
         batch = Batch([(names[id(frame)], frame.index) for frame in frames], time.monotonic())
         batches.append(batch)
         future = submit(frames, *args)
+        if delay := (slower or {}).get(batch.frames[0][0]):
+            later: Future[list[FrameFaces]] = Future()
+
+            def hand_over(done: Future[list[FrameFaces]]) -> None:
+                threading.Timer(delay, later.set_result, [done.result()]).start()
+
+            future.add_done_callback(hand_over)
+            future = later
         future.add_done_callback(lambda _: setattr(batch, "ended", time.monotonic()))
         return future
 
@@ -155,3 +165,16 @@ def test_one_frame_at_a_time_without_batching(
     assert all(len(batch.frames) == 1 for batch in batches)
     assert all(not (other.started <= batch.started < other.ended)
                for batch in batches for other in batches if other is not batch)
+
+
+def test_a_core_does_not_wait_for_the_other_cores_slower_frame(
+        worker: VisionWorker, demo_video: tuple[Path, GroundTruth]) -> None:
+    """The lanes take a finished frame at once, not after an older one still in the models: the
+    core it freed goes on with its camera's next frames meanwhile."""
+    batches, _, _ = play(worker, demo_video[0], max_batch=8, cameras=2, slower={"cam0": 1.5})
+    slow = [batch for batch in batches if batch.frames[0][0] == "cam0"]
+    fast = [batch for batch in batches if batch.frames[0][0] == "cam1"]
+    inside = [sum(batch.started <= other.started and other.ended <= batch.ended
+                  for other in fast) for batch in slow]
+    # Waiting for the slow frame, cam1 would get one batch into the models per cam0 batch.
+    assert max(inside) >= 3
