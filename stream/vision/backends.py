@@ -17,7 +17,7 @@ from stream.config import Backend
 from stream.errors import ModelError
 from stream.types import Faces, FloatArray
 from stream.vision import models
-from stream.vision.detect import Net
+from stream.vision.detect import FACENET_CROPS_PER_CALL, Net
 from stream.vision.embed import normalised
 
 if TYPE_CHECKING:
@@ -116,6 +116,12 @@ class OnnxNet:
 # RNet 7.0 ms against 10.7 in calls of 256, ONet 13.6 against 16.9 in calls of 64; a full
 # detection 7 % faster (paired runs, 2026-12-03). On two threads the same as facenet's.
 CPU_CROPS_PER_CALL = (8, 4)
+
+
+def mtcnn_crops_per_call(device: torch.device) -> tuple[int, int]:
+    """Crops per R- and O-Net call for :func:`mtcnn_nets` on ``device``: a few on the CPU,
+    facenet's on a GPU."""
+    return CPU_CROPS_PER_CALL if device.type == "cpu" else FACENET_CROPS_PER_CALL
 
 
 def mtcnn_nets(device: torch.device, *, allow_export: bool = True, threads: int | None = None

@@ -245,12 +245,11 @@ class VisionWorker:
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
         if detector is None:
-            onnx_on_cpu = self.backend == "onnx" and self.device.type == "cpu"
+            onnx = self.backend == "onnx"
             detector = MtcnnDetector(
                 self.device, detect_width=detect_width, min_face_px=min_face_px,
-                nets=(backends.mtcnn_nets(self.device, threads=net_threads)
-                      if self.backend == "onnx" else None),
-                crops_per_call=(backends.CPU_CROPS_PER_CALL if onnx_on_cpu
+                nets=backends.mtcnn_nets(self.device, threads=net_threads) if onnx else None,
+                crops_per_call=(backends.mtcnn_crops_per_call(self.device) if onnx
                                 else FACENET_CROPS_PER_CALL))
         self.detector: FaceDetector = detector
         if self.backend == "onnx":
