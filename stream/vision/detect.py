@@ -491,12 +491,16 @@ def _greedy_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
                 groups: npt.NDArray[np.int64], threshold: float, *, facenet_min: bool = False
                 ) -> npt.NDArray[np.int64]:
     """Greedy NMS within each group in numpy, best score first: the overlaps of a block of
-    boxes with all later ones at once, then a pass down the block. The overlap is the IoU
-    (torchvision's arithmetic, in float32), or with ``facenet_min`` facenet's "Min" (sizes
-    +1 pixel, intersection over the smaller area), the cascade's last NMS. Of equal scores,
-    torchvision's comes first in the order given; facenet's, the last (ONet gives equal scores
-    to neighbouring boxes; a box differs then by a fraction of a pixel)."""
-    order = np.argsort(scores)[::-1] if facenet_min else np.argsort(-scores, kind="stable")
+    boxes with the later ones of its groups at once, then a pass down the block. The overlap is
+    the IoU (torchvision's arithmetic, in float32), or with ``facenet_min`` facenet's "Min"
+    (sizes +1 pixel, intersection over the smaller area), the cascade's last NMS. Of equal
+    scores, torchvision's comes first in the order given; facenet's, the last (ONet gives equal
+    scores to neighbouring boxes; a box differs then by a fraction of a pixel)."""
+    by_score = np.argsort(scores)[::-1] if facenet_min else np.argsort(-scores, kind="stable")
+    # Each group's boxes side by side, in score order (the sort by group is stable), so that a
+    # block is compared with the rest of its own groups only, not with every later box (a
+    # batch of frames' pyramid levels are dozens of groups).
+    order = by_score[np.argsort(groups[by_score], kind="stable")]
     x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
     group = groups[order]
     one = np.float32(1 if facenet_min else 0)
@@ -504,7 +508,9 @@ def _greedy_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
     alive = np.ones(len(order), np.bool_)
     zero, bar = np.float32(0), np.float64(threshold)
     for start in range(0, len(order), _NMS_BLOCK):
-        block, later = slice(start, start + _NMS_BLOCK), slice(start, None)
+        stop = min(start + _NMS_BLOCK, len(order))
+        end = int(np.searchsorted(group, group[stop - 1], side="right"))
+        block, later = slice(start, stop), slice(start, end)
         width = np.maximum(zero, np.minimum(x2[block, None], x2[None, later])
                            - np.maximum(x1[block, None], x1[None, later]) + one)
         height = np.maximum(zero, np.minimum(y2[block, None], y2[None, later])
@@ -515,6 +521,9 @@ def _greedy_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
         over = (inter / base > bar) & (group[block, None] == group[None, later])
         for row in range(len(over)):
             if alive[start + row]:
-                alive[start + row + 1:] &= ~over[row, row + 1:]
-    return order[alive].astype(np.int64)
+                alive[start + row + 1:end] &= ~over[row, row + 1:]
+    kept = order[alive]
+    rank = np.empty(len(order), np.int64)
+    rank[by_score] = np.arange(len(order))
+    return kept[np.argsort(rank[kept])].astype(np.int64)  # best first, as by_score has them
 

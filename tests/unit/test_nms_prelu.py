@@ -26,7 +26,8 @@ def scenes(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, f
     if n > 1:  # duplicates: the IoU of a box with its copy is exactly 1
         boxes[n // 2] = boxes[0]
     scores = torch.randperm(n, generator=generator).float() / max(n, 1)
-    groups = torch.randint(0, draw(st.integers(1, 4)), (n,), generator=generator)
+    # up to 60 groups: a batch of frames' pyramid levels
+    groups = torch.randint(0, draw(st.sampled_from([1, 2, 4, 60])), (n,), generator=generator)
     return boxes, scores, groups, draw(st.sampled_from([0.0, 0.3, 0.5, 0.7]))
 
 
