@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     detector = MtcnnDetector(device, detect_width=640, min_face_px=40)
     onnx = MtcnnDetector(device, detect_width=640, min_face_px=40,
                          nets=backends.mtcnn_nets(device),
-                         crops_per_call=backends.mtcnn_crops_per_call(device))
+                         crops_per_call=backends.mtcnn_crops_per_call("onnx", device))
     print(f"{BATCH} frames of {FRAME_SIZE[0]}x{FRAME_SIZE[1]} on {device}, "
           f"{torch.get_num_threads()} threads, best of {args.repeats}")
     times = {}

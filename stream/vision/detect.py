@@ -215,7 +215,7 @@ def pyramid_scales(height: int, width: int, min_size: float, factor: float) -> l
 
 def _detect_batch(imgs: torch.Tensor, min_size: float, nets: tuple[Net, Net, Net],
                   thresholds: list[float], factor: float, *,
-                  crops_per_call: tuple[int, int] = FACENET_CROPS_PER_CALL) -> list[Faces]:
+                  crops_per_call: tuple[int, int]) -> list[Faces]:
     """facenet's ``detect_face`` on (B, 3, H, W) uint8 or float32 images (0..255), batched: one
     Faces per image."""
     boxes, inds = _propose(imgs, min_size, nets[0], thresholds[0], factor)
@@ -254,7 +254,7 @@ def _around(near: Sequence[Faces], scale: float, device: torch.device
 
 def _refine(imgs: torch.Tensor, boxes: torch.Tensor, inds: torch.Tensor,
             nets: tuple[Net, Net, Net], thresholds: list[float], *,
-            crops_per_call: tuple[int, int] = FACENET_CROPS_PER_CALL, around: bool = False
+            crops_per_call: tuple[int, int], around: bool = False
             ) -> list[Faces]:
     """R- and O-Net on candidate boxes (N, 5) of images ``inds``, ``crops_per_call`` crops
     at a time: one Faces per image.
@@ -464,10 +464,7 @@ def _crops(imgs: torch.Tensor, table: _SummedArea | None, boxes: torch.Tensor,
 
     total = at(yhi + xhi) - at(ylo + xhi) - at(yhi + xlo) + at(ylo + xlo)
     area = ((yhi - ylo) // (width + 1) * (xhi - xlo)).reshape(-1, 1)
-    # MTCNN's input normalisation in place on the new tensor of averages (float64 for float
-    # images, as their table).
-    averages = total / area
-    crops = averages.sub_(_MEAN).mul_(_INV_STD).float().reshape(len(boxes), size, size, channels)
+    crops = _normalise(total / area).reshape(len(boxes), size, size, channels)
     return boxes, inds, crops.permute(0, 3, 1, 2), table
 
 
@@ -522,8 +519,8 @@ def _greedy_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
         for row in range(len(over)):
             if alive[start + row]:
                 alive[start + row + 1:end] &= ~over[row, row + 1:]
-    kept = order[alive]
-    rank = np.empty(len(order), np.int64)
-    rank[by_score] = np.arange(len(order))
-    return kept[np.argsort(rank[kept])].astype(np.int64)  # best first, as by_score has them
+    # The kept boxes best first: their places in the score order, sorted.
+    place = np.empty(len(order), np.int64)
+    place[by_score] = np.arange(len(order))
+    return by_score[np.sort(place[order[alive]])].astype(np.int64)
 

@@ -20,12 +20,7 @@ import torch.nn.functional as F  # noqa: N812
 from stream.config import EngineSettings
 from stream.types import Faces, FloatArray, Frame, GateMiss
 from stream.vision import backends
-from stream.vision.detect import (
-    FACENET_CROPS_PER_CALL,
-    FaceDetector,
-    MtcnnDetector,
-    NearDetector,
-)
+from stream.vision.detect import FaceDetector, MtcnnDetector, NearDetector
 from stream.vision.embed import Embedder
 from stream.vision.embedders import OFFLINE, default_embedder_name, load_embedder
 
@@ -245,12 +240,11 @@ class VisionWorker:
         self.embedder: Embedder = load_embedder(embedder, self.device, weights=weights,
                                                 allow_download=allow_download)
         if detector is None:
-            onnx = self.backend == "onnx"
             detector = MtcnnDetector(
                 self.device, detect_width=detect_width, min_face_px=min_face_px,
-                nets=backends.mtcnn_nets(self.device, threads=net_threads) if onnx else None,
-                crops_per_call=(backends.mtcnn_crops_per_call(self.device) if onnx
-                                else FACENET_CROPS_PER_CALL))
+                nets=(backends.mtcnn_nets(self.device, threads=net_threads)
+                      if self.backend == "onnx" else None),
+                crops_per_call=backends.mtcnn_crops_per_call(self.backend, self.device))
         self.detector: FaceDetector = detector
         if self.backend == "onnx":
             # On the CPU the embedder runs on one thread: faces are already spread over the
