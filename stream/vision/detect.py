@@ -497,7 +497,8 @@ def _greedy_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
     # Each group's boxes side by side, in score order (the sort by group is stable), so that a
     # block is compared with the rest of its own groups only, not with every later box (a
     # batch of frames' pyramid levels are dozens of groups).
-    order = by_score[np.argsort(groups[by_score], kind="stable")]
+    by_group = np.argsort(groups[by_score], kind="stable")  # places in the score order
+    order = by_score[by_group]
     x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
     group = groups[order]
     one = np.float32(1 if facenet_min else 0)
@@ -520,7 +521,5 @@ def _greedy_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32],
             if alive[start + row]:
                 alive[start + row + 1:end] &= ~over[row, row + 1:]
     # The kept boxes best first: their places in the score order, sorted.
-    place = np.empty(len(order), np.int64)
-    place[by_score] = np.arange(len(order))
-    return by_score[np.sort(place[order[alive]])].astype(np.int64)
+    return by_score[np.sort(by_group[alive])].astype(np.int64)
 
